@@ -307,6 +307,7 @@ impl MailboxClient {
 
     /// Handles one text frame from the server. Frames that do not parse are logged and ignored.
     pub fn received(&mut self, frame: &str) {
+        tracing::trace!("mailbox received {frame}");
         let msg = match parse(frame) {
             Ok(msg) => msg,
             Err(e) => {
@@ -418,6 +419,7 @@ impl MailboxClient {
     }
 
     fn send(&mut self, msg: ClientMessage) {
+        tracing::trace!("mailbox send {}", msg.kind());
         let id = format!("{:04x}", self.next_id);
         self.next_id = self.next_id.wrapping_add(1);
         self.actions.push_back(Action::Send(msg.to_frame(&id)));

@@ -1,0 +1,217 @@
+//! Fixtures for tests against real components: the Python mailbox server and transit relay on
+//! free loopback ports, and Python peer programs. Every process is killed when its fixture is
+//! dropped, also when a test fails.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{ChildStdout, Command as AsyncCommand};
+
+/// The project-local virtualenv that `scripts/test.sh` fills with the pinned Python reference.
+pub fn venv() -> PathBuf {
+    let dir = std::env::var_os("FOWL_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+    assert!(
+        dir.join("bin/twist").exists(),
+        "{} has no Python reference stack: run scripts/test.sh (it installs tests/python/requirements.txt)",
+        dir.display()
+    );
+    dir
+}
+
+pub fn python_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(name)
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_until_listening(child: &mut Child, port: u16, what: &str, log: &Path) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_ok() {
+            return true;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            eprintln!("{what} exited with {status}: {}", std::fs::read_to_string(log).unwrap_or_default());
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on port {port} within 30 s");
+}
+
+/// A `twist` plugin (Python server) on a loopback port, killed on drop.
+pub struct TwistServer {
+    plugin: &'static str,
+    extra: Vec<String>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl TwistServer {
+    fn start(plugin: &'static str, extra: Vec<String>) -> TwistServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = TwistServer { plugin, extra, port: 0, dir, child: None };
+        for _ in 0..5 {
+            // a port picked here can be taken by a parallel test before twist binds it: retry
+            server.port = free_port();
+            if server.spawn() {
+                return server;
+            }
+        }
+        panic!("could not start twist {plugin}");
+    }
+
+    fn spawn(&mut self) -> bool {
+        let log = self.dir.path().join(format!("{}.log", self.plugin));
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let mut child = Command::new(venv().join("bin/twist"))
+            .arg(self.plugin)
+            .arg(format!("--port=tcp:{}:interface=127.0.0.1", self.port))
+            .args(&self.extra)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn twist");
+        let up = wait_until_listening(&mut child, self.port, self.plugin, &log);
+        if up {
+            self.child = Some(child);
+        }
+        up
+    }
+
+    /// Kills the server (as a crash would: SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port, with the same state directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.spawn() {
+            assert!(Instant::now() < deadline, "could not restart twist {} on port {}", self.plugin, self.port);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TwistServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The real Python mailbox server (magic-wormhole-mailbox-server), state in a temporary SQLite file.
+pub struct MailboxServer(pub TwistServer);
+
+impl MailboxServer {
+    pub fn start() -> MailboxServer {
+        MailboxServer::start_with(&[])
+    }
+
+    pub fn start_with(options: &[&str]) -> MailboxServer {
+        let mut extra = vec!["--channel-db=channel.sqlite".to_string(), "--usage-db=usage.sqlite".to_string()];
+        extra.extend(options.iter().map(|s| s.to_string()));
+        MailboxServer(TwistServer::start("wormhole-mailbox", extra))
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/v1", self.0.port)
+    }
+
+    /// The `result` column of every finished mailbox in the server's usage database.
+    pub fn mailbox_results(&self) -> Vec<String> {
+        let db = self.0.dir().join("usage.sqlite");
+        let out = Command::new(venv().join("bin/python"))
+            .arg("-c")
+            .arg("import sqlite3,sys,json; c=sqlite3.connect(sys.argv[1]); print(json.dumps([r[0] for r in c.execute('select result from mailboxes')]))")
+            .arg(db)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+}
+
+/// The real Python transit relay (magic-wormhole-transit-relay).
+pub struct TransitRelay(pub TwistServer);
+
+impl TransitRelay {
+    pub fn start() -> TransitRelay {
+        TransitRelay(TwistServer::start("transitrelay", vec![]))
+    }
+
+    pub fn hint(&self) -> String {
+        format!("tcp:127.0.0.1:{}", self.0.port)
+    }
+}
+
+/// A Python program from `tests/python` speaking JSON lines on stdout; killed on drop.
+pub struct PyPeer {
+    child: tokio::process::Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl PyPeer {
+    pub fn spawn(script: &str, args: &[String]) -> PyPeer {
+        let mut child = AsyncCommand::new(venv().join("bin/python"))
+            .arg(python_script(script))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn python peer");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        PyPeer { child, lines }
+    }
+
+    /// The next JSON line, within `limit`.
+    pub async fn next(&mut self, limit: Duration) -> Value {
+        let line = tokio::time::timeout(limit, self.lines.next_line())
+            .await
+            .expect("python peer said nothing in time")
+            .expect("read python peer")
+            .expect("python peer exited early");
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("python peer printed non-JSON: {line}"))
+    }
+
+    /// The next line, which must be the event `name`.
+    pub async fn expect(&mut self, name: &str) -> Value {
+        let v = self.next(Duration::from_secs(30)).await;
+        assert_eq!(v["event"], name, "python peer: {v}");
+        v
+    }
+
+    /// Waits for the process to exit and returns its code.
+    pub async fn wait(&mut self, limit: Duration) -> Option<i32> {
+        tokio::time::timeout(limit, self.child.wait()).await.expect("python peer did not exit").unwrap().code()
+    }
+}
+
+/// Sends the library's logs to the test output (shown for failing tests); `RUST_LOG` filters.
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "fowl=debug".into()))
+        .with_test_writer()
+        .try_init();
+}
