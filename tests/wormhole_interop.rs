@@ -26,14 +26,26 @@ fn py_args(url: &str, extra: &[&str]) -> Vec<String> {
 /// Checks verifier, versions and three messages each way, then a happy close on both sides.
 async fn exchange_with_python(mut w: Wormhole, py: &mut PyPeer) {
     let verifier = w.verifier().await.unwrap();
-    assert_eq!(py.expect("verifier").await["verifier"], hex::encode(verifier));
-    assert_eq!(w.peer_versions().await.unwrap(), json!({"python-peer": {"n": 1}}));
-    assert_eq!(py.expect("versions").await["versions"], json!({"rust-peer": {"features": ["x"]}}));
+    assert_eq!(
+        py.expect("verifier").await["verifier"],
+        hex::encode(verifier)
+    );
+    assert_eq!(
+        w.peer_versions().await.unwrap(),
+        json!({"python-peer": {"n": 1}})
+    );
+    assert_eq!(
+        py.expect("versions").await["versions"],
+        json!({"rust-peer": {"features": ["x"]}})
+    );
     for i in 0..3 {
         w.send_message(format!("rust-{i}").into_bytes());
     }
     for i in 0..3 {
-        assert_eq!(w.recv_message().await.unwrap(), format!("py-{i}").into_bytes());
+        assert_eq!(
+            w.recv_message().await.unwrap(),
+            format!("py-{i}").into_bytes()
+        );
     }
     for i in 0..3 {
         assert_eq!(py.expect("message").await["text"], format!("rust-{i}"));
@@ -47,8 +59,14 @@ async fn exchange_with_python(mut w: Wormhole, py: &mut PyPeer) {
 async fn python_allocates_rust_sets_code() {
     let server = MailboxServer::start();
     tokio::time::timeout(LIMIT, async {
-        let mut py = PyPeer::spawn("wormhole_peer.py", &py_args(&server.url(), &["--send", "3", "--expect", "3"]));
-        let code = py.expect("code").await["code"].as_str().unwrap().to_string();
+        let mut py = PyPeer::spawn(
+            "wormhole_peer.py",
+            &py_args(&server.url(), &["--send", "3", "--expect", "3"]),
+        );
+        let code = py.expect("code").await["code"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let w = Wormhole::connect(config(&server.url())).await.unwrap();
         w.set_code(&code).await.unwrap();
         exchange_with_python(w, &mut py).await;
@@ -66,7 +84,13 @@ async fn rust_allocates_python_sets_code() {
         w.allocate_code(3);
         let code = w.allocated_code().await.unwrap();
         assert_eq!(code.split('-').count(), 4, "{code}");
-        let mut py = PyPeer::spawn("wormhole_peer.py", &py_args(&server.url(), &["--code", &code, "--send", "3", "--expect", "3"]));
+        let mut py = PyPeer::spawn(
+            "wormhole_peer.py",
+            &py_args(
+                &server.url(),
+                &["--code", &code, "--send", "3", "--expect", "3"],
+            ),
+        );
         exchange_with_python(w, &mut py).await;
     })
     .await
@@ -89,8 +113,14 @@ async fn rust_to_rust_through_the_python_mailbox() {
             b.send_message(format!("b{i}").into_bytes());
         }
         for i in 0..3 {
-            assert_eq!(a.recv_message().await.unwrap(), format!("b{i}").into_bytes());
-            assert_eq!(b.recv_message().await.unwrap(), format!("a{i}").into_bytes());
+            assert_eq!(
+                a.recv_message().await.unwrap(),
+                format!("b{i}").into_bytes()
+            );
+            assert_eq!(
+                b.recv_message().await.unwrap(),
+                format!("a{i}").into_bytes()
+            );
         }
         assert_eq!(a.close().await, Ok(Mood::Happy));
         assert_eq!(b.close().await, Ok(Mood::Happy));
@@ -112,7 +142,10 @@ async fn wrong_code_python_allocates() {
     let server = MailboxServer::start();
     tokio::time::timeout(LIMIT, async {
         let mut py = PyPeer::spawn("wormhole_peer.py", &py_args(&server.url(), &[]));
-        let code = py.expect("code").await["code"].as_str().unwrap().to_string();
+        let code = py.expect("code").await["code"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let mut w = Wormhole::connect(config(&server.url())).await.unwrap();
         w.set_code(&wrong_words(&code)).await.unwrap();
         let err = w.verifier().await.unwrap_err();
@@ -134,7 +167,10 @@ async fn wrong_code_rust_allocates() {
         let mut w = Wormhole::connect(config(&server.url())).await.unwrap();
         w.allocate_code(2);
         let code = w.allocated_code().await.unwrap();
-        let mut py = PyPeer::spawn("wormhole_peer.py", &py_args(&server.url(), &["--code", &wrong_words(&code)]));
+        let mut py = PyPeer::spawn(
+            "wormhole_peer.py",
+            &py_args(&server.url(), &["--code", &wrong_words(&code)]),
+        );
         assert_eq!(w.verifier().await, Err(WormholeError::WrongCode));
         assert_eq!(py.expect("error").await["kind"], "WrongPasswordError");
         assert_eq!(w.close().await, Err(WormholeError::WrongCode));
@@ -152,7 +188,10 @@ async fn mailbox_server_restart_mid_session_loses_and_duplicates_nothing() {
         let mut w = Wormhole::connect(config(&server.url())).await.unwrap();
         w.allocate_code(2);
         let code = w.allocated_code().await.unwrap();
-        let mut py = PyPeer::spawn("wormhole_peer.py", &py_args(&server.url(), &["--code", &code, "--echo", "--expect", "4"]));
+        let mut py = PyPeer::spawn(
+            "wormhole_peer.py",
+            &py_args(&server.url(), &["--code", &code, "--echo", "--expect", "4"]),
+        );
         w.verifier().await.unwrap();
         py.expect("verifier").await;
         py.expect("versions").await;
@@ -204,8 +243,14 @@ async fn unreachable_mailbox_is_a_clear_error_in_bounded_time() {
     // nothing listens on this port
     let url = format!("ws://127.0.0.1:{}/v1", common::free_port());
     let started = std::time::Instant::now();
-    let err = Wormhole::connect(config(&url)).await.err().expect("must fail");
-    assert!(matches!(err, WormholeError::ServerConnection { .. }), "{err:?}");
+    let err = Wormhole::connect(config(&url))
+        .await
+        .err()
+        .expect("must fail");
+    assert!(
+        matches!(err, WormholeError::ServerConnection { .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains(&url), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
 
@@ -224,10 +269,13 @@ async fn unreachable_mailbox_is_a_clear_error_in_bounded_time() {
 async fn welcome_motd_and_signal_error_from_the_real_server() {
     let server = MailboxServer::start_with(&["--motd=maintenance at noon"]);
     let mut w = Wormhole::connect(config(&server.url())).await.unwrap();
-    let motd = tokio::time::timeout(LIMIT, w.wait_for(|e| match e {
-        WormholeEvent::Welcome { motd } => Some(motd.clone()),
-        _ => None,
-    }))
+    let motd = tokio::time::timeout(
+        LIMIT,
+        w.wait_for(|e| match e {
+            WormholeEvent::Welcome { motd } => Some(motd.clone()),
+            _ => None,
+        }),
+    )
     .await
     .unwrap()
     .unwrap();
@@ -236,7 +284,13 @@ async fn welcome_motd_and_signal_error_from_the_real_server() {
 
     let server = MailboxServer::start_with(&["--signal-error=this server is closed"]);
     let w = Wormhole::connect(config(&server.url())).await.unwrap();
-    let err = tokio::time::timeout(LIMIT, w.close()).await.unwrap().unwrap_err();
-    assert!(matches!(&err, WormholeError::Unwelcome { message, .. } if message == "this server is closed"), "{err:?}");
+    let err = tokio::time::timeout(LIMIT, w.close())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&err, WormholeError::Unwelcome { message, .. } if message == "this server is closed"),
+        "{err:?}"
+    );
     assert_eq!(err.mood(), Mood::Unwelcome);
 }

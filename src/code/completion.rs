@@ -12,7 +12,9 @@ pub struct Completer {
 impl Completer {
     /// A completer for codes of `num_words` words (2 by default in the CLI).
     pub fn new(num_words: usize) -> Completer {
-        Completer { num_words: num_words.max(1) }
+        Completer {
+            num_words: num_words.max(1),
+        }
     }
 
     /// Every full completion of `typed`. A completed nameplate or a non-final word ends with `-`,
@@ -60,9 +62,15 @@ mod tests {
         assert_eq!(c.complete("", &plates).len(), 3);
         // first word: odd column (three syllables)
         assert_eq!(c.complete("4-adroit", &plates), vec!["4-adroitness-"]);
-        assert!(c.complete("4-aardv", &plates).is_empty(), "aardvark is an even-column word");
+        assert!(
+            c.complete("4-aardv", &plates).is_empty(),
+            "aardvark is an even-column word"
+        );
         // second word: even column, no trailing dash
-        assert_eq!(c.complete("4-adroitness-aardv", &plates), vec!["4-adroitness-aardvark"]);
+        assert_eq!(
+            c.complete("4-adroitness-aardv", &plates),
+            vec!["4-adroitness-aardvark"]
+        );
         assert!(c.complete("4-adroitness-aardvark-x", &plates).is_empty());
         assert_eq!(c.complete("4-ADROIT", &plates), vec!["4-adroitness-"]);
         assert_eq!(c.complete("4-", &plates).len(), 256);

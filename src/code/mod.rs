@@ -89,13 +89,25 @@ mod tests {
     fn validation_errors_are_specific() {
         assert_eq!(Code::parse("4-purple-sausages").unwrap().nameplate(), "4");
         assert_eq!(Code::parse(""), Err(CodeError::Empty));
-        assert_eq!(Code::parse("4-purple sausages"), Err(CodeError::Space("4-purple sausages".into())));
-        assert_eq!(Code::parse("x-purple"), Err(CodeError::Nameplate("x-purple".into())));
-        assert_eq!(Code::parse("-purple"), Err(CodeError::Nameplate("-purple".into())));
+        assert_eq!(
+            Code::parse("4-purple sausages"),
+            Err(CodeError::Space("4-purple sausages".into()))
+        );
+        assert_eq!(
+            Code::parse("x-purple"),
+            Err(CodeError::Nameplate("x-purple".into()))
+        );
+        assert_eq!(
+            Code::parse("-purple"),
+            Err(CodeError::Nameplate("-purple".into()))
+        );
         assert_eq!(Code::parse("4"), Err(CodeError::NoWords("4".into())));
         assert_eq!(Code::parse("4-"), Err(CodeError::NoWords("4-".into())));
         let long = format!("{}-a", "1".repeat(41));
-        assert_eq!(Code::parse(&long), Err(CodeError::NameplateTooLong(long.clone())));
+        assert_eq!(
+            Code::parse(&long),
+            Err(CodeError::NameplateTooLong(long.clone()))
+        );
         assert!(Code::parse("123-a-b-c").is_ok());
     }
 
@@ -108,7 +120,11 @@ mod tests {
             assert_eq!(parts.len(), words + 1);
             assert_eq!(parts[0], "17");
             for (i, w) in parts[1..].iter().enumerate() {
-                let column = if i % 2 == 0 { odd_words() } else { even_words() };
+                let column = if i % 2 == 0 {
+                    odd_words()
+                } else {
+                    even_words()
+                };
                 assert!(column.contains(w), "{w} at {i} is in the wrong column");
             }
             assert!(Code::parse(code.as_str()).is_ok());

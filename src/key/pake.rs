@@ -67,11 +67,17 @@ impl Pake {
 fn inputs(code: &str, appid: &str) -> (Password, Identity) {
     let code: String = code.nfc().collect();
     let appid: String = appid.nfc().collect();
-    (Password::new(code.as_bytes()), Identity::new(appid.as_bytes()))
+    (
+        Password::new(code.as_bytes()),
+        Identity::new(appid.as_bytes()),
+    )
 }
 
 fn parse_body(body: &[u8]) -> Result<Vec<u8>, PakeError> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| PakeError::BadBody)?;
-    let field = value.get("pake_v1").and_then(|v| v.as_str()).ok_or(PakeError::BadBody)?;
+    let field = value
+        .get("pake_v1")
+        .and_then(|v| v.as_str())
+        .ok_or(PakeError::BadBody)?;
     hex::decode(field).map_err(|_| PakeError::BadBody)
 }

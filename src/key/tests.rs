@@ -13,8 +13,10 @@ fn k32(s: &str) -> Key {
 
 #[test]
 fn hkdf_matches_reference_and_prefixes() {
-    let full = h("2f34e5ff91ec85d53ca9b543683174d0cf550b60d5f52b24c97b386cfcf6cbbf\
-                  9cfd42fd37e1e5a214d15f03058d7fee63dc28f564b7b9fe3da514f80daad4bf");
+    let full = h(
+        "2f34e5ff91ec85d53ca9b543683174d0cf550b60d5f52b24c97b386cfcf6cbbf\
+                  9cfd42fd37e1e5a214d15f03058d7fee63dc28f564b7b9fe3da514f80daad4bf",
+    );
     assert_eq!(hkdf(b"secret", b"", 64), full);
     for len in [1, 16, 32, 63] {
         assert_eq!(hkdf(b"secret", b"", len), full[..len]);
@@ -30,23 +32,47 @@ fn derive_key_and_phase_keys() {
     );
     assert_eq!(hkdf(&k, b"purpose2", 10), h("f2238e84315b47eb6279"));
     let cases = [
-        ("side1", "phase1", "3af6a61d1a111225cc8968c6ca6265efe892065c3ab46de79dda21306b062990"),
-        ("side1", "phase2", "88a1dd12182d989ff498022a9656d1e2806f17328d8bf5d8d0c9753e4381a752"),
-        ("side2", "phase1", "a306627b436ec23bdae3af8fa90c9ac927780d86be1831003e7f617c518ea689"),
-        ("side2", "phase2", "bf99e3e16420f2dad33f9b1ccb0be1462b253d639dacdb50ed9496fa528d8758"),
+        (
+            "side1",
+            "phase1",
+            "3af6a61d1a111225cc8968c6ca6265efe892065c3ab46de79dda21306b062990",
+        ),
+        (
+            "side1",
+            "phase2",
+            "88a1dd12182d989ff498022a9656d1e2806f17328d8bf5d8d0c9753e4381a752",
+        ),
+        (
+            "side2",
+            "phase1",
+            "a306627b436ec23bdae3af8fa90c9ac927780d86be1831003e7f617c518ea689",
+        ),
+        (
+            "side2",
+            "phase2",
+            "bf99e3e16420f2dad33f9b1ccb0be1462b253d639dacdb50ed9496fa528d8758",
+        ),
     ];
     for (side, phase, want) in cases {
-        assert_eq!(derive_phase_key(&k, side, phase).to_vec(), h(want), "{side}/{phase}");
+        assert_eq!(
+            derive_phase_key(&k, side, phase).to_vec(),
+            h(want),
+            "{side}/{phase}"
+        );
     }
 }
 
 #[test]
 fn secretbox_matches_reference_and_rejects_tampering() {
     let key = k32("ddc543ef8e4629a603d39dd0307a51bb1e7adb9cb259f6b085c91d0842a18679");
-    let nonce: [u8; 24] = h("2d5e43eb465aa42e750f991e425bee485f06abad7e04af80").try_into().unwrap();
+    let nonce: [u8; 24] = h("2d5e43eb465aa42e750f991e425bee485f06abad7e04af80")
+        .try_into()
+        .unwrap();
     let pt = h("edc089a518219ec1cee184e89d2d37af");
-    let want = h("2d5e43eb465aa42e750f991e425bee485f06abad7e04af80fe318e39d0e4ce932d2b54b3\
-                  00c56d2cda55ee5f0488d63eb1d5f76f7919a49a");
+    let want = h(
+        "2d5e43eb465aa42e750f991e425bee485f06abad7e04af80fe318e39d0e4ce932d2b54b3\
+                  00c56d2cda55ee5f0488d63eb1d5f76f7919a49a",
+    );
     let boxed = encrypt_with_nonce(&key, &nonce, &pt);
     assert_eq!(boxed, want);
     assert_eq!(decrypt(&key, &boxed).unwrap(), pt);
@@ -120,23 +146,58 @@ fn end_to_end_vectors_from_python() {
     let a_body = a.body().to_vec();
     let key = a.finish(&b_body).unwrap();
     assert_eq!(key, b.finish(&a_body).unwrap());
-    assert_eq!(key, k32("69109e25096c47a7156c0cd2d334eb2b0672ad798da2bf1b3b6cff99677be1c9"));
+    assert_eq!(
+        key,
+        k32("69109e25096c47a7156c0cd2d334eb2b0672ad798da2bf1b3b6cff99677be1c9")
+    );
 
     assert_eq!(
         verifier(&key),
         k32("56a6ef893c6d21c766b0dfafd6f1943343e9203146d406fdd27465879bb5c348")
     );
     let phase_keys = [
-        ("7c3e1f9a20", "version", "66e90fa6f6f2a740c4e3d8d792f06e815fd74321f281a8256da88e1195340f3a"),
-        ("7c3e1f9a20", "0", "6e43a58ebcab839675fabeb9d6a2e181bd308fb0898d3f105423fdab62ce74e9"),
-        ("7c3e1f9a20", "1", "fb5c1806eab57170a9a3c8f609b95fe62aba7031a0dec3e3decc50c45e0f7b7a"),
-        ("7c3e1f9a20", "dilate-0", "93573754a717731406ad7c5e4bbd6186782f6492b187e736962d9b627691e11f"),
-        ("e0b1d2c3f4", "version", "c622dc08968fcd5138896f4a0a229ee83d74b91e6a33f93ccb8ba7b45948f3e5"),
-        ("e0b1d2c3f4", "0", "38379dec0cfa533154b477ceaa74bb380a2aca0a17f8f0cf93794081fea4a114"),
-        ("e0b1d2c3f4", "dilate-0", "1b174e83b7bd3f9e9e4367b832d1dda87dad0195f64edd0e579e969c7fa39024"),
+        (
+            "7c3e1f9a20",
+            "version",
+            "66e90fa6f6f2a740c4e3d8d792f06e815fd74321f281a8256da88e1195340f3a",
+        ),
+        (
+            "7c3e1f9a20",
+            "0",
+            "6e43a58ebcab839675fabeb9d6a2e181bd308fb0898d3f105423fdab62ce74e9",
+        ),
+        (
+            "7c3e1f9a20",
+            "1",
+            "fb5c1806eab57170a9a3c8f609b95fe62aba7031a0dec3e3decc50c45e0f7b7a",
+        ),
+        (
+            "7c3e1f9a20",
+            "dilate-0",
+            "93573754a717731406ad7c5e4bbd6186782f6492b187e736962d9b627691e11f",
+        ),
+        (
+            "e0b1d2c3f4",
+            "version",
+            "c622dc08968fcd5138896f4a0a229ee83d74b91e6a33f93ccb8ba7b45948f3e5",
+        ),
+        (
+            "e0b1d2c3f4",
+            "0",
+            "38379dec0cfa533154b477ceaa74bb380a2aca0a17f8f0cf93794081fea4a114",
+        ),
+        (
+            "e0b1d2c3f4",
+            "dilate-0",
+            "1b174e83b7bd3f9e9e4367b832d1dda87dad0195f64edd0e579e969c7fa39024",
+        ),
     ];
     for (side, phase, want) in phase_keys {
-        assert_eq!(derive_phase_key(&key, side, phase), k32(want), "{side}/{phase}");
+        assert_eq!(
+            derive_phase_key(&key, side, phase),
+            k32(want),
+            "{side}/{phase}"
+        );
     }
 
     let version = crate::wormhole::version_message(&serde_json::json!({}), true);
@@ -146,7 +207,11 @@ fn end_to_end_vectors_from_python() {
          {\"type\": \"relay-v1\"}], \"app_versions\": {}}"
     );
     let nonce: [u8; 24] = core::array::from_fn(|i| i as u8);
-    let body = encrypt_with_nonce(&derive_phase_key(&key, "7c3e1f9a20", "version"), &nonce, &version);
+    let body = encrypt_with_nonce(
+        &derive_phase_key(&key, "7c3e1f9a20", "version"),
+        &nonce,
+        &version,
+    );
     assert_eq!(
         body,
         h("000102030405060708090a0b0c0d0e0f1011121314151617c1cac02d56d3be18059c7cf4b0a14dffc7af3c30e023d27c
@@ -156,7 +221,10 @@ fn end_to_end_vectors_from_python() {
     );
 
     let dk = dilation_key(&key);
-    assert_eq!(dk, k32("4e01b8cadfae3cacf6919fb8dd0c3da2cc6722430324bd729e854474fa966d91"));
+    assert_eq!(
+        dk,
+        k32("4e01b8cadfae3cacf6919fb8dd0c3da2cc6722430324bd729e854474fa966d91")
+    );
     assert_eq!(
         relay_token(&dk),
         k32("3b85b70dc4a7e2adf2c0a2da14d3776d9ffc9a2809e9c894c7cd091783382598")
@@ -171,11 +239,20 @@ fn spake2_symmetric_vectors_from_python_spake2() {
     let id = Identity::new(b"");
     let (s1, m1) = Spake2::<Ed25519Group>::start_symmetric_with_rng(&pw, &id, prg_rng(b"1"));
     let (s2, m2) = Spake2::<Ed25519Group>::start_symmetric_with_rng(&pw, &id, prg_rng(b"2"));
-    assert_eq!(m1, h("5308f692d38c4034ad6e2e1054c469ca1dbe990bcaec4bbd3ad78c7d968eadd0b3"));
-    assert_eq!(m2, h("5329e2d5f9b7a53e609204115c6458921b0bb27419ce82a27679fc5961002897df"));
+    assert_eq!(
+        m1,
+        h("5308f692d38c4034ad6e2e1054c469ca1dbe990bcaec4bbd3ad78c7d968eadd0b3")
+    );
+    assert_eq!(
+        m2,
+        h("5329e2d5f9b7a53e609204115c6458921b0bb27419ce82a27679fc5961002897df")
+    );
     let k1 = s1.finish(&m2).unwrap();
     assert_eq!(k1, s2.finish(&m1).unwrap());
-    assert_eq!(k1, h("9c4fccaa3f0740615cee6fd10ed5d3a311b91b5bdc65f53e4ea7cb2fe8aa96eb"));
+    assert_eq!(
+        k1,
+        h("9c4fccaa3f0740615cee6fd10ed5d3a311b91b5bdc65f53e4ea7cb2fe8aa96eb")
+    );
 }
 
 #[test]
@@ -183,12 +260,20 @@ fn pake_rejects_malformed_and_wrong_code() {
     let a = Pake::start("4-purple-sausages", APPID);
     let b = Pake::start("4-purple-sausage", APPID);
     let b_body = b.body().to_vec();
-    for bad in [&b"not json"[..], b"{}", b"{\"pake_v1\": 3}", b"{\"pake_v1\": \"zz\"}"] {
+    for bad in [
+        &b"not json"[..],
+        b"{}",
+        b"{\"pake_v1\": 3}",
+        b"{\"pake_v1\": \"zz\"}",
+    ] {
         let p = Pake::start(CODE, APPID);
         assert_eq!(p.finish(bad).unwrap_err(), PakeError::BadBody);
     }
     let p = Pake::start(CODE, APPID);
-    assert!(matches!(p.finish(b"{\"pake_v1\": \"41\"}"), Err(PakeError::Spake(_))));
+    assert!(matches!(
+        p.finish(b"{\"pake_v1\": \"41\"}"),
+        Err(PakeError::Spake(_))
+    ));
     // a different code still "finishes" but yields a different key
     let a_body = a.body().to_vec();
     let ka = a.finish(&b_body).unwrap();

@@ -30,17 +30,25 @@ pub enum Action {
 pub enum MailboxEvent {
     Connected,
     /// The connection dropped; the next attempt starts at `retry_at`.
-    Disconnected { retry_at: Instant },
+    Disconnected {
+        retry_at: Instant,
+    },
     /// The very first connection failed: the session cannot start.
     ConnectFailed(String),
-    Welcome { motd: Option<String> },
+    Welcome {
+        motd: Option<String>,
+    },
     /// The server's welcome carried an `error`: it refuses service.
     WelcomeError(String),
     Allocated(String),
     Nameplates(Vec<String>),
     Claimed(String),
     Released,
-    PeerMessage { side: String, phase: String, body: Vec<u8> },
+    PeerMessage {
+        side: String,
+        phase: String,
+        body: Vec<u8>,
+    },
     Pong(i64),
     ServerError(String),
     /// `close` completed (and the nameplate was released): the connection is being dropped.
@@ -178,7 +186,10 @@ impl MailboxClient {
         self.ever_connected = true;
         self.attempt = 0;
         self.events.push_back(MailboxEvent::Connected);
-        self.send(ClientMessage::Bind { appid: self.appid.clone(), side: self.side.clone() });
+        self.send(ClientMessage::Bind {
+            appid: self.appid.clone(),
+            side: self.side.clone(),
+        });
         if self.allocate_wanted {
             self.send(ClientMessage::Allocate);
         }
@@ -187,9 +198,13 @@ impl MailboxClient {
         }
         if let Some(np) = &self.nameplate {
             if !np.claimed {
-                self.send(ClientMessage::Claim { nameplate: np.id.clone() });
+                self.send(ClientMessage::Claim {
+                    nameplate: np.id.clone(),
+                });
             } else if np.release_wanted && !np.released {
-                self.send(ClientMessage::Release { nameplate: np.id.clone() });
+                self.send(ClientMessage::Release {
+                    nameplate: np.id.clone(),
+                });
             }
         }
         if self.mailbox.is_some() {
@@ -203,7 +218,8 @@ impl MailboxClient {
         }
         if !self.ever_connected {
             self.conn = Conn::Stopped;
-            self.events.push_back(MailboxEvent::ConnectFailed(reason.into()));
+            self.events
+                .push_back(MailboxEvent::ConnectFailed(reason.into()));
             return;
         }
         self.schedule_retry(now);
@@ -221,7 +237,8 @@ impl MailboxClient {
         let retry_at = now + backoff(self.attempt) + jitter;
         self.attempt = self.attempt.saturating_add(1);
         self.conn = Conn::Waiting(retry_at);
-        self.events.push_back(MailboxEvent::Disconnected { retry_at });
+        self.events
+            .push_back(MailboxEvent::Disconnected { retry_at });
     }
 
     /// Gives up at once (e.g. the layer above timed out waiting for `closed`).
@@ -263,18 +280,24 @@ impl MailboxClient {
             release_wanted: false,
             released: false,
         });
-        self.send_if_connected(ClientMessage::Claim { nameplate: nameplate.into() });
+        self.send_if_connected(ClientMessage::Claim {
+            nameplate: nameplate.into(),
+        });
     }
 
     /// Releases the nameplate (once), as soon as it is claimed.
     pub fn release(&mut self) {
-        let Some(np) = self.nameplate.as_mut() else { return };
+        let Some(np) = self.nameplate.as_mut() else {
+            return;
+        };
         if np.release_wanted {
             return;
         }
         np.release_wanted = true;
         if np.claimed {
-            let msg = ClientMessage::Release { nameplate: np.id.clone() };
+            let msg = ClientMessage::Release {
+                nameplate: np.id.clone(),
+            };
             self.send_if_connected(msg);
         }
     }
@@ -283,7 +306,10 @@ impl MailboxClient {
     pub fn add(&mut self, phase: &str, body: Vec<u8>) {
         self.pending_adds.push((phase.into(), body.clone()));
         if self.mailbox.is_some() {
-            self.send_if_connected(ClientMessage::Add { phase: phase.into(), body });
+            self.send_if_connected(ClientMessage::Add {
+                phase: phase.into(),
+                body,
+            });
         }
     }
 
@@ -298,7 +324,10 @@ impl MailboxClient {
             self.release();
         }
         if let Some(mailbox) = self.mailbox.clone() {
-            self.send_if_connected(ClientMessage::Close { mailbox, mood: mood.into() });
+            self.send_if_connected(ClientMessage::Close {
+                mailbox,
+                mood: mood.into(),
+            });
         }
         self.check_close_done();
     }
@@ -318,7 +347,9 @@ impl MailboxClient {
         match msg {
             ServerMessage::Welcome(w) => match w.error {
                 Some(error) => self.events.push_back(MailboxEvent::WelcomeError(error)),
-                None => self.events.push_back(MailboxEvent::Welcome { motd: w.motd }),
+                None => self
+                    .events
+                    .push_back(MailboxEvent::Welcome { motd: w.motd }),
             },
             ServerMessage::Ack => {}
             ServerMessage::Nameplates(list) => {
@@ -347,7 +378,8 @@ impl MailboxClient {
                         self.pending_adds.remove(i);
                     }
                 } else if self.processed.insert(phase.clone()) {
-                    self.events.push_back(MailboxEvent::PeerMessage { side, phase, body });
+                    self.events
+                        .push_back(MailboxEvent::PeerMessage { side, phase, body });
                 }
             }
             ServerMessage::Closed => {
@@ -360,12 +392,16 @@ impl MailboxClient {
             ServerMessage::Error { error, .. } => {
                 self.events.push_back(MailboxEvent::ServerError(error));
             }
-            ServerMessage::Unknown(kind) => tracing::debug!("ignoring unknown mailbox message type {kind:?}"),
+            ServerMessage::Unknown(kind) => {
+                tracing::debug!("ignoring unknown mailbox message type {kind:?}")
+            }
         }
     }
 
     fn got_claimed(&mut self, mailbox: String) {
-        let Some(np) = self.nameplate.as_mut() else { return };
+        let Some(np) = self.nameplate.as_mut() else {
+            return;
+        };
         if np.claimed {
             return;
         }
@@ -385,8 +421,12 @@ impl MailboxClient {
     }
 
     fn open_and_flush(&mut self) {
-        let Some(mailbox) = self.mailbox.clone() else { return };
-        self.send(ClientMessage::Open { mailbox: mailbox.clone() });
+        let Some(mailbox) = self.mailbox.clone() else {
+            return;
+        };
+        self.send(ClientMessage::Open {
+            mailbox: mailbox.clone(),
+        });
         let adds: Vec<_> = self.pending_adds.clone();
         for (phase, body) in adds {
             self.send(ClientMessage::Add { phase, body });

@@ -15,10 +15,17 @@ pub enum ServerMessage {
     Allocated(String),
     Claimed(String),
     Released,
-    Message { side: String, phase: String, body: Vec<u8> },
+    Message {
+        side: String,
+        phase: String,
+        body: Vec<u8>,
+    },
     Closed,
     Pong(i64),
-    Error { error: String, orig: Option<Value> },
+    Error {
+        error: String,
+        orig: Option<Value>,
+    },
     /// A message type this client does not know; ignored.
     Unknown(String),
 }
@@ -46,7 +53,10 @@ fn text(obj: &Map<String, Value>, kind: &str, field: &'static str) -> Result<Str
     obj.get(field)
         .and_then(Value::as_str)
         .map(str::to_owned)
-        .ok_or_else(|| ParseError::Field { kind: kind.into(), field })
+        .ok_or_else(|| ParseError::Field {
+            kind: kind.into(),
+            field,
+        })
 }
 
 fn optional_text(obj: &Map<String, Value>, field: &str) -> Option<String> {
@@ -55,15 +65,25 @@ fn optional_text(obj: &Map<String, Value>, field: &str) -> Option<String> {
 
 /// Parses one text frame from the server.
 pub fn parse(frame: &str) -> Result<ServerMessage, ParseError> {
-    let value: Value = serde_json::from_str(frame).map_err(|e| ParseError::NotJson(e.to_string()))?;
+    let value: Value =
+        serde_json::from_str(frame).map_err(|e| ParseError::NotJson(e.to_string()))?;
     let Value::Object(obj) = value else {
         return Err(ParseError::NotJson("not an object".into()));
     };
-    let kind = obj.get("type").and_then(Value::as_str).ok_or(ParseError::NoType)?;
-    let field_err = |field| ParseError::Field { kind: kind.into(), field };
+    let kind = obj
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or(ParseError::NoType)?;
+    let field_err = |field| ParseError::Field {
+        kind: kind.into(),
+        field,
+    };
     Ok(match kind {
         "welcome" => {
-            let w = obj.get("welcome").and_then(Value::as_object).ok_or_else(|| field_err("welcome"))?;
+            let w = obj
+                .get("welcome")
+                .and_then(Value::as_object)
+                .ok_or_else(|| field_err("welcome"))?;
             ServerMessage::Welcome(Welcome {
                 motd: optional_text(w, "motd"),
                 error: optional_text(w, "error"),
@@ -72,7 +92,10 @@ pub fn parse(frame: &str) -> Result<ServerMessage, ParseError> {
         }
         "ack" => ServerMessage::Ack,
         "nameplates" => {
-            let list = obj.get("nameplates").and_then(Value::as_array).ok_or_else(|| field_err("nameplates"))?;
+            let list = obj
+                .get("nameplates")
+                .and_then(Value::as_array)
+                .ok_or_else(|| field_err("nameplates"))?;
             let ids = list
                 .iter()
                 .map(|n| n.get("id").and_then(Value::as_str).map(str::to_owned))
@@ -89,7 +112,11 @@ pub fn parse(frame: &str) -> Result<ServerMessage, ParseError> {
             body: hex::decode(text(&obj, kind, "body")?).map_err(|_| field_err("body"))?,
         },
         "closed" => ServerMessage::Closed,
-        "pong" => ServerMessage::Pong(obj.get("pong").and_then(Value::as_i64).ok_or_else(|| field_err("pong"))?),
+        "pong" => ServerMessage::Pong(
+            obj.get("pong")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| field_err("pong"))?,
+        ),
         "error" => ServerMessage::Error {
             error: text(&obj, kind, "error")?,
             orig: obj.get("orig").cloned(),
@@ -125,7 +152,9 @@ impl ClientMessage {
                 json!({ "nameplate": nameplate })
             }
             ClientMessage::Open { mailbox } => json!({ "mailbox": mailbox }),
-            ClientMessage::Add { phase, body } => json!({ "phase": phase, "body": hex::encode(body) }),
+            ClientMessage::Add { phase, body } => {
+                json!({ "phase": phase, "body": hex::encode(body) })
+            }
             ClientMessage::Close { mailbox, mood } => json!({ "mailbox": mailbox, "mood": mood }),
             ClientMessage::Ping { ping } => json!({ "ping": ping }),
         };
@@ -165,7 +194,10 @@ mod tests {
                 current_cli_version: Some("0.24.0".into())
             })
         );
-        assert_eq!(parse(r#"{"id": null, "type": "ack", "server_tx": 1}"#).unwrap(), ServerMessage::Ack);
+        assert_eq!(
+            parse(r#"{"id": null, "type": "ack", "server_tx": 1}"#).unwrap(),
+            ServerMessage::Ack
+        );
         assert_eq!(
             parse(r#"{"nameplates": [{"id": "1"}, {"id": "23"}], "type": "nameplates"}"#).unwrap(),
             ServerMessage::Nameplates(vec!["1".into(), "23".into()])
@@ -174,23 +206,40 @@ mod tests {
             parse(r#"{"side": "ab", "phase": "pake", "body": "7b7d", "server_rx": 1, "id": "x", "type": "message"}"#).unwrap(),
             ServerMessage::Message { side: "ab".into(), phase: "pake".into(), body: b"{}".to_vec() }
         );
-        assert_eq!(parse(r#"{"type": "pong", "pong": 7}"#).unwrap(), ServerMessage::Pong(7));
-        assert_eq!(parse(r#"{"type": "future-thing"}"#).unwrap(), ServerMessage::Unknown("future-thing".into()));
-        assert!(matches!(parse(r#"{"type": "error", "error": "crowded", "orig": {}}"#).unwrap(),
-            ServerMessage::Error { error, .. } if error == "crowded"));
+        assert_eq!(
+            parse(r#"{"type": "pong", "pong": 7}"#).unwrap(),
+            ServerMessage::Pong(7)
+        );
+        assert_eq!(
+            parse(r#"{"type": "future-thing"}"#).unwrap(),
+            ServerMessage::Unknown("future-thing".into())
+        );
+        assert!(
+            matches!(parse(r#"{"type": "error", "error": "crowded", "orig": {}}"#).unwrap(),
+            ServerMessage::Error { error, .. } if error == "crowded")
+        );
     }
 
     #[test]
     fn hostile_input_is_an_error_not_a_panic() {
         let cases = [
-            "", "nope", "[]", "42", "null", r#"{"type": 5}"#, r#"{"no": "type"}"#,
-            r#"{"type": "welcome"}"#, r#"{"type": "welcome", "welcome": []}"#,
+            "",
+            "nope",
+            "[]",
+            "42",
+            "null",
+            r#"{"type": 5}"#,
+            r#"{"no": "type"}"#,
+            r#"{"type": "welcome"}"#,
+            r#"{"type": "welcome", "welcome": []}"#,
             r#"{"type": "message", "side": "a", "phase": "p"}"#,
             r#"{"type": "message", "side": "a", "phase": "p", "body": "zz"}"#,
             r#"{"type": "message", "side": 1, "phase": "p", "body": ""}"#,
             r#"{"type": "nameplates", "nameplates": [{"id": 1}]}"#,
-            r#"{"type": "allocated"}"#, r#"{"type": "claimed", "mailbox": null}"#,
-            r#"{"type": "pong", "pong": "x"}"#, r#"{"type": "error"}"#,
+            r#"{"type": "allocated"}"#,
+            r#"{"type": "claimed", "mailbox": null}"#,
+            r#"{"type": "pong", "pong": "x"}"#,
+            r#"{"type": "error"}"#,
         ];
         for c in cases {
             assert!(parse(c).is_err(), "{c:?} should not parse");
@@ -201,12 +250,23 @@ mod tests {
 
     #[test]
     fn client_frames_carry_id_and_type() {
-        let f = ClientMessage::Add { phase: "pake".into(), body: b"{}".to_vec() }.to_frame("0a3e");
+        let f = ClientMessage::Add {
+            phase: "pake".into(),
+            body: b"{}".to_vec(),
+        }
+        .to_frame("0a3e");
         let v: Value = serde_json::from_str(&f).unwrap();
         assert_eq!(v["type"], "add");
         assert_eq!(v["id"], "0a3e");
         assert_eq!(v["body"], "7b7d");
-        let b: Value = serde_json::from_str(&ClientMessage::Bind { appid: "a".into(), side: "s".into() }.to_frame("1")).unwrap();
+        let b: Value = serde_json::from_str(
+            &ClientMessage::Bind {
+                appid: "a".into(),
+                side: "s".into(),
+            }
+            .to_frame("1"),
+        )
+        .unwrap();
         assert_eq!(b["client_version"][0], "rust-fowl");
     }
 }

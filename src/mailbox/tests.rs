@@ -18,7 +18,10 @@ fn frames(c: &mut MailboxClient) -> Vec<Value> {
 }
 
 fn kinds(frames: &[Value]) -> Vec<String> {
-    frames.iter().map(|f| f["type"].as_str().unwrap().to_string()).collect()
+    frames
+        .iter()
+        .map(|f| f["type"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn events(c: &mut MailboxClient) -> Vec<MailboxEvent> {
@@ -74,7 +77,9 @@ fn normal_sequence() {
         events(&mut c),
         vec![
             MailboxEvent::Connected,
-            MailboxEvent::Welcome { motd: Some("hello".into()) },
+            MailboxEvent::Welcome {
+                motd: Some("hello".into())
+            },
             MailboxEvent::Allocated("4".into()),
             MailboxEvent::Claimed("mb".into()),
         ]
@@ -85,7 +90,11 @@ fn normal_sequence() {
     c.received(&message("peer", "pake", b"q"));
     assert_eq!(
         events(&mut c),
-        vec![MailboxEvent::PeerMessage { side: "peer".into(), phase: "pake".into(), body: b"q".to_vec() }]
+        vec![MailboxEvent::PeerMessage {
+            side: "peer".into(),
+            phase: "pake".into(),
+            body: b"q".to_vec()
+        }]
     );
 }
 
@@ -96,7 +105,9 @@ fn ids_are_four_hex_digits_and_change() {
     c.add("b", vec![]);
     let sent = frames(&mut c);
     let ids: Vec<&str> = sent.iter().map(|f| f["id"].as_str().unwrap()).collect();
-    assert!(ids.iter().all(|id| id.len() == 4 && id.bytes().all(|b| b.is_ascii_hexdigit())));
+    assert!(ids
+        .iter()
+        .all(|id| id.len() == 4 && id.bytes().all(|b| b.is_ascii_hexdigit())));
     assert_ne!(ids[0], ids[1]);
 }
 
@@ -130,8 +141,14 @@ fn reconnect_replays_state_and_resends_unechoed_adds() {
     assert_eq!(c.poll_action(), Some(Action::Connect));
     c.connection_made(retry_at);
     let sent = frames(&mut c);
-    assert_eq!(kinds(&sent), ["bind", "release", "open", "add", "add", "add"]);
-    let phases: Vec<&str> = sent[3..].iter().map(|f| f["phase"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds(&sent),
+        ["bind", "release", "open", "add", "add", "add"]
+    );
+    let phases: Vec<&str> = sent[3..]
+        .iter()
+        .map(|f| f["phase"].as_str().unwrap())
+        .collect();
     assert_eq!(phases, ["version", "0", "1"]);
     // the server replays the whole mailbox: nothing is delivered twice
     events(&mut c);
@@ -140,7 +157,11 @@ fn reconnect_replays_state_and_resends_unechoed_adds() {
     c.received(&message("peer", "version", b"v"));
     assert_eq!(
         events(&mut c),
-        vec![MailboxEvent::PeerMessage { side: "peer".into(), phase: "version".into(), body: b"v".to_vec() }]
+        vec![MailboxEvent::PeerMessage {
+            side: "peer".into(),
+            phase: "version".into(),
+            body: b"v".to_vec()
+        }]
     );
 }
 
@@ -191,7 +212,10 @@ fn backoff_grows_by_half_and_caps_at_a_minute() {
     }
     for (n, d) in delays.iter().enumerate() {
         let base = backoff(n as u32);
-        assert!(*d >= base && *d < base + Duration::from_secs(1), "attempt {n}: {d:?}");
+        assert!(
+            *d >= base && *d < base + Duration::from_secs(1),
+            "attempt {n}: {d:?}"
+        );
     }
     // a success resets the backoff
     let at = c.poll_timeout().unwrap();
@@ -208,7 +232,10 @@ fn first_connection_failure_is_final() {
     c.start();
     c.poll_action();
     c.connection_failed(Instant::now(), "connection refused");
-    assert_eq!(events(&mut c), vec![MailboxEvent::ConnectFailed("connection refused".into())]);
+    assert_eq!(
+        events(&mut c),
+        vec![MailboxEvent::ConnectFailed("connection refused".into())]
+    );
     assert_eq!(c.poll_timeout(), None);
     assert!(c.is_stopped());
 }
@@ -225,7 +252,10 @@ fn close_waits_for_released_and_closed() {
     c.received(r#"{"type": "closed"}"#);
     assert!(events(&mut c).is_empty());
     c.received(r#"{"type": "released"}"#);
-    assert_eq!(events(&mut c), vec![MailboxEvent::Released, MailboxEvent::Closed]);
+    assert_eq!(
+        events(&mut c),
+        vec![MailboxEvent::Released, MailboxEvent::Closed]
+    );
     assert_eq!(c.poll_action(), Some(Action::Disconnect));
     assert!(c.is_stopped());
 }
@@ -238,14 +268,24 @@ fn close_before_anything_is_immediate() {
     c.connection_made(Instant::now());
     frames(&mut c);
     c.close("lonely");
-    assert_eq!(events(&mut c), vec![MailboxEvent::Connected, MailboxEvent::Closed]);
+    assert_eq!(
+        events(&mut c),
+        vec![MailboxEvent::Connected, MailboxEvent::Closed]
+    );
     assert_eq!(c.poll_action(), Some(Action::Disconnect));
 }
 
 #[test]
 fn server_errors_and_welcome_errors_are_events_and_junk_is_ignored() {
     let mut c = opened(Instant::now());
-    for junk in ["", "{", "[1]", r#"{"type": 3}"#, r#"{"type": "message"}"#, r#"{"type": "brand-new"}"#] {
+    for junk in [
+        "",
+        "{",
+        "[1]",
+        r#"{"type": 3}"#,
+        r#"{"type": "message"}"#,
+        r#"{"type": "brand-new"}"#,
+    ] {
         c.received(junk);
     }
     assert!(events(&mut c).is_empty());
@@ -254,6 +294,9 @@ fn server_errors_and_welcome_errors_are_events_and_junk_is_ignored() {
     c.received(r#"{"type": "welcome", "welcome": {"error": "go away"}}"#);
     assert_eq!(
         events(&mut c),
-        vec![MailboxEvent::ServerError("crowded".into()), MailboxEvent::WelcomeError("go away".into())]
+        vec![
+            MailboxEvent::ServerError("crowded".into()),
+            MailboxEvent::WelcomeError("go away".into())
+        ]
     );
 }

@@ -33,7 +33,9 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let config = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
@@ -50,16 +52,24 @@ pub async fn connect(url: &str) -> Result<MailboxSocket, TransportError> {
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_SERVER_MESSAGE))
         .max_frame_size(Some(MAX_SERVER_MESSAGE));
-    let connector = if url.starts_with("wss:") { Connector::Rustls(tls_config()) } else { Connector::Plain };
-    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(url, Some(config), true, Some(connector))
-        .await
-        .map_err(|e| TransportError(e.to_string()))?;
+    let connector = if url.starts_with("wss:") {
+        Connector::Rustls(tls_config())
+    } else {
+        Connector::Plain
+    };
+    let (ws, _) =
+        tokio_tungstenite::connect_async_tls_with_config(url, Some(config), true, Some(connector))
+            .await
+            .map_err(|e| TransportError(e.to_string()))?;
     Ok(MailboxSocket { ws })
 }
 
 impl MailboxSocket {
     pub async fn send(&mut self, text: String) -> Result<(), TransportError> {
-        self.ws.send(Message::text(text)).await.map_err(|e| TransportError(e.to_string()))
+        self.ws
+            .send(Message::text(text))
+            .await
+            .map_err(|e| TransportError(e.to_string()))
     }
 
     /// The next text frame or the end of the connection. Cancel-safe. Binary frames (the server
@@ -69,7 +79,9 @@ impl MailboxSocket {
             match self.ws.next().await {
                 Some(Ok(Message::Text(text))) => return Frame::Text(text.as_str().to_owned()),
                 Some(Ok(Message::Close(_))) | None => return Frame::Closed(None),
-                Some(Ok(Message::Binary(_))) => tracing::warn!("ignoring binary frame from mailbox server"),
+                Some(Ok(Message::Binary(_))) => {
+                    tracing::warn!("ignoring binary frame from mailbox server")
+                }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Frame::Closed(Some(TransportError(e.to_string()))),
             }

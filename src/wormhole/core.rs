@@ -19,16 +19,25 @@ pub const MAX_BUFFERED_PHASES: usize = 1024;
 #[derive(Debug, Clone, PartialEq)]
 pub enum WormholeEvent {
     MailboxConnected,
-    MailboxDisconnected { retry_at: Instant },
+    MailboxDisconnected {
+        retry_at: Instant,
+    },
     /// The server's message of the day.
-    Welcome { motd: Option<String> },
+    Welcome {
+        motd: Option<String>,
+    },
     /// `allocate_code` finished: tell this code to the peer.
     CodeAllocated(String),
     Nameplates(Vec<String>),
     /// The first peer message decrypted: the key is confirmed; compare the verifier.
-    KeyConfirmed { verifier: Key },
+    KeyConfirmed {
+        verifier: Key,
+    },
     /// The peer's `version` phase.
-    PeerVersions { app_versions: Value, can_dilate: Vec<String> },
+    PeerVersions {
+        app_versions: Value,
+        can_dilate: Vec<String>,
+    },
     /// An application message, in order, once.
     Message(Vec<u8>),
     /// A `dilate-N` payload, in order, once: for the Dilation layer.
@@ -119,7 +128,10 @@ impl WormholeCore {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.mailbox.poll_timeout(), self.close_deadline].into_iter().flatten().min()
+        [self.mailbox.poll_timeout(), self.close_deadline]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     // ---- I/O inputs -------------------------------------------------------------------------
@@ -201,7 +213,11 @@ impl WormholeCore {
 
     /// Ends the session: `happy` once the key was confirmed, `lonely` before.
     pub fn close(&mut self, now: Instant) {
-        let mood = if self.confirmed { Mood::Happy } else { Mood::Lonely };
+        let mood = if self.confirmed {
+            Mood::Happy
+        } else {
+            Mood::Lonely
+        };
         self.start_close(now, Ok(mood));
         self.pump(now);
     }
@@ -214,7 +230,11 @@ impl WormholeCore {
         }
         let n = self.next_out[kind];
         self.next_out[kind] += 1;
-        let phase = if kind == APP { n.to_string() } else { format!("dilate-{n}") };
+        let phase = if kind == APP {
+            n.to_string()
+        } else {
+            format!("dilate-{n}")
+        };
         if self.confirmed {
             self.add_encrypted(&phase, &plaintext);
         } else {
@@ -223,7 +243,9 @@ impl WormholeCore {
     }
 
     fn add_encrypted(&mut self, phase: &str, plaintext: &[u8]) {
-        let key = self.key.expect("encrypted phases are sent only once the key exists");
+        let key = self
+            .key
+            .expect("encrypted phases are sent only once the key exists");
         let phase_key = key::derive_phase_key(&key, self.mailbox.side(), phase);
         self.mailbox.add(phase, key::encrypt(&phase_key, plaintext));
     }
@@ -248,15 +270,17 @@ impl WormholeCore {
     fn handle_mailbox_event(&mut self, now: Instant, event: MailboxEvent) {
         match event {
             MailboxEvent::Connected => self.events.push_back(WormholeEvent::MailboxConnected),
-            MailboxEvent::Disconnected { retry_at } => {
-                self.events.push_back(WormholeEvent::MailboxDisconnected { retry_at })
-            }
+            MailboxEvent::Disconnected { retry_at } => self
+                .events
+                .push_back(WormholeEvent::MailboxDisconnected { retry_at }),
             MailboxEvent::ConnectFailed(reason) => {
                 let url = self.config.mailbox_url.clone();
                 self.outcome = Some(Err(WormholeError::ServerConnection { url, reason }));
                 self.finish();
             }
-            MailboxEvent::Welcome { motd } => self.events.push_back(WormholeEvent::Welcome { motd }),
+            MailboxEvent::Welcome { motd } => {
+                self.events.push_back(WormholeEvent::Welcome { motd })
+            }
             MailboxEvent::WelcomeError(message) => {
                 let url = self.config.mailbox_url.clone();
                 self.fail(now, WormholeError::Unwelcome { url, message });
@@ -264,13 +288,18 @@ impl WormholeCore {
             MailboxEvent::Allocated(nameplate) => {
                 if self.code.is_none() {
                     let code = Code::generate(&nameplate, self.num_words, &mut rand::thread_rng());
-                    self.events.push_back(WormholeEvent::CodeAllocated(code.to_string()));
+                    self.events
+                        .push_back(WormholeEvent::CodeAllocated(code.to_string()));
                     self.got_code(now, code);
                 }
             }
-            MailboxEvent::Nameplates(list) => self.events.push_back(WormholeEvent::Nameplates(list)),
+            MailboxEvent::Nameplates(list) => {
+                self.events.push_back(WormholeEvent::Nameplates(list))
+            }
             MailboxEvent::Claimed(_) | MailboxEvent::Released => {}
-            MailboxEvent::PeerMessage { side, phase, body } => self.peer_message(now, side, phase, body),
+            MailboxEvent::PeerMessage { side, phase, body } => {
+                self.peer_message(now, side, phase, body)
+            }
             MailboxEvent::Pong(n) => self.events.push_back(WormholeEvent::Pong(n)),
             MailboxEvent::ServerError(error) => self.fail(now, WormholeError::Server(error)),
             MailboxEvent::Closed => self.finish(),
@@ -325,7 +354,9 @@ impl WormholeCore {
         };
         if !self.confirmed {
             self.confirmed = true;
-            self.events.push_back(WormholeEvent::KeyConfirmed { verifier: key::verifier(&key) });
+            self.events.push_back(WormholeEvent::KeyConfirmed {
+                verifier: key::verifier(&key),
+            });
             for (phase, plaintext) in std::mem::take(&mut self.unconfirmed_out) {
                 self.add_encrypted(&phase, &plaintext);
             }
@@ -344,15 +375,31 @@ impl WormholeCore {
     fn got_version(&mut self, now: Instant, plaintext: &[u8]) {
         let value: Value = match serde_json::from_slice(plaintext) {
             Ok(v @ Value::Object(_)) => v,
-            _ => return self.fail(now, WormholeError::Peer("version message is not a JSON object".into())),
+            _ => {
+                return self.fail(
+                    now,
+                    WormholeError::Peer("version message is not a JSON object".into()),
+                )
+            }
         };
-        let app_versions = value.get("app_versions").cloned().unwrap_or_else(|| Value::Object(Default::default()));
+        let app_versions = value
+            .get("app_versions")
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Default::default()));
         let can_dilate = value
             .get("can-dilate")
             .and_then(Value::as_array)
-            .map(|list| list.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .map(|list| {
+                list.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default();
-        self.events.push_back(WormholeEvent::PeerVersions { app_versions, can_dilate });
+        self.events.push_back(WormholeEvent::PeerVersions {
+            app_versions,
+            can_dilate,
+        });
     }
 
     fn deliver_in_order(&mut self, now: Instant, kind: usize, n: u64, plaintext: Vec<u8>) {
@@ -360,12 +407,19 @@ impl WormholeCore {
             return;
         }
         if self.buffered_in[kind].len() >= MAX_BUFFERED_PHASES {
-            return self.fail(now, WormholeError::Peer("too many out-of-order phases".into()));
+            return self.fail(
+                now,
+                WormholeError::Peer("too many out-of-order phases".into()),
+            );
         }
         self.buffered_in[kind].insert(n, plaintext);
         while let Some(p) = self.buffered_in[kind].remove(&self.next_in[kind]) {
             self.next_in[kind] += 1;
-            self.events.push_back(if kind == APP { WormholeEvent::Message(p) } else { WormholeEvent::Dilate(p) });
+            self.events.push_back(if kind == APP {
+                WormholeEvent::Message(p)
+            } else {
+                WormholeEvent::Dilate(p)
+            });
         }
     }
 
@@ -398,7 +452,10 @@ impl WormholeCore {
         self.done = true;
         self.close_deadline = None;
         self.mailbox.stop();
-        let outcome = self.outcome.take().unwrap_or(Err(WormholeError::SessionClosed));
+        let outcome = self
+            .outcome
+            .take()
+            .unwrap_or(Err(WormholeError::SessionClosed));
         self.events.push_back(WormholeEvent::Closed(outcome));
     }
 }

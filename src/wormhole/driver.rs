@@ -43,12 +43,21 @@ impl Wormhole {
     }
 
     /// As [`Wormhole::connect`] with a chosen mailbox side (tests).
-    pub async fn connect_with_side(config: WormholeConfig, side: &str) -> Result<Wormhole, WormholeError> {
+    pub async fn connect_with_side(
+        config: WormholeConfig,
+        side: &str,
+    ) -> Result<Wormhole, WormholeError> {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();
         let core = WormholeCore::new(config.clone(), side, rand::random());
         let task = tokio::spawn(run(core, config, command_rx, event_tx));
-        let mut wormhole = Wormhole { commands, events, stash: VecDeque::new(), outcome: None, task };
+        let mut wormhole = Wormhole {
+            commands,
+            events,
+            stash: VecDeque::new(),
+            outcome: None,
+            task,
+        };
         wormhole
             .wait_for(|e| matches!(e, WormholeEvent::MailboxConnected).then_some(()))
             .await?;
@@ -95,14 +104,20 @@ impl Wormhole {
 
     /// Waits for the first event `pick` accepts, keeping the others. A `Closed` event ends the
     /// wait with the session's error.
-    pub async fn wait_for<T>(&mut self, mut pick: impl FnMut(&WormholeEvent) -> Option<T>) -> Result<T, WormholeError> {
+    pub async fn wait_for<T>(
+        &mut self,
+        mut pick: impl FnMut(&WormholeEvent) -> Option<T>,
+    ) -> Result<T, WormholeError> {
         if let Some(i) = self.stash.iter().position(|e| pick(e).is_some()) {
             let event = self.stash.remove(i).expect("position is in range");
             return Ok(pick(&event).expect("picked before"));
         }
         loop {
             if let Some(outcome) = &self.outcome {
-                return Err(outcome.clone().err().unwrap_or(WormholeError::SessionClosed));
+                return Err(outcome
+                    .clone()
+                    .err()
+                    .unwrap_or(WormholeError::SessionClosed));
             }
             let Some(event) = self.events.recv().await else {
                 self.outcome = Some(Err(WormholeError::SessionClosed));
@@ -163,7 +178,10 @@ impl Wormhole {
         let _ = (&mut self.task).await;
         match result {
             Ok(outcome) => outcome,
-            Err(WormholeError::SessionClosed) => self.outcome.take().unwrap_or(Err(WormholeError::SessionClosed)),
+            Err(WormholeError::SessionClosed) => self
+                .outcome
+                .take()
+                .unwrap_or(Err(WormholeError::SessionClosed)),
             Err(e) => Err(e),
         }
     }

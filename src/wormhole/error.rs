@@ -45,7 +45,9 @@ pub enum WormholeError {
     Unwelcome { url: String, message: String },
     #[error("the mailbox server reported an error: {0}")]
     Server(String),
-    #[error("wrong code: the peer's message did not decrypt (a typo, or someone guessing the code)")]
+    #[error(
+        "wrong code: the peer's message did not decrypt (a typo, or someone guessing the code)"
+    )]
     WrongCode,
     #[error("key exchange failed: {0}")]
     Pake(#[from] PakeError),

@@ -54,7 +54,10 @@ impl WormholeConfig {
 pub fn version_message(app_versions: &Value, dilation: bool) -> Vec<u8> {
     let app = serde_json::to_string(app_versions).unwrap_or_else(|_| "{}".into());
     let text = if dilation {
-        let versions: Vec<String> = DILATION_VERSIONS.iter().map(|v| format!("\"{v}\"")).collect();
+        let versions: Vec<String> = DILATION_VERSIONS
+            .iter()
+            .map(|v| format!("\"{v}\""))
+            .collect();
         format!(
             "{{\"can-dilate\": [{}], \"dilation-abilities\": [{{\"type\": \"direct-tcp-v1\"}}, \
              {{\"type\": \"relay-v1\"}}], \"app_versions\": {app}}}",

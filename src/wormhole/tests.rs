@@ -23,8 +23,12 @@ impl FakeMailbox {
         let m: Value = serde_json::from_str(frame).unwrap();
         let reply = |t: Value| (from, t.to_string());
         match m["type"].as_str().unwrap() {
-            "allocate" => self.outbox.push(reply(json!({"type": "allocated", "nameplate": "4"}))),
-            "claim" => self.outbox.push(reply(json!({"type": "claimed", "mailbox": "mb"}))),
+            "allocate" => self
+                .outbox
+                .push(reply(json!({"type": "allocated", "nameplate": "4"}))),
+            "claim" => self
+                .outbox
+                .push(reply(json!({"type": "claimed", "mailbox": "mb"}))),
             "release" => self.outbox.push(reply(json!({"type": "released"}))),
             "open" => {
                 self.subscribed.insert(from, true);
@@ -73,7 +77,12 @@ impl Pair {
             assert_eq!(c.poll_action(), Some(Action::Connect));
             c.connection_made(now);
         }
-        let mut pair = Pair { cores, server: FakeMailbox::default(), events: [vec![], vec![]], now };
+        let mut pair = Pair {
+            cores,
+            server: FakeMailbox::default(),
+            events: [vec![], vec![]],
+            now,
+        };
         pair.run();
         pair
     }
@@ -117,7 +126,9 @@ impl Pair {
                 _ => None,
             })
             .expect("code allocated");
-        self.cores[1].set_code(second_code.unwrap_or(&code), self.now).unwrap();
+        self.cores[1]
+            .set_code(second_code.unwrap_or(&code), self.now)
+            .unwrap();
         self.run();
         code
     }
@@ -150,7 +161,10 @@ fn key_exchange_versions_messages_and_happy_close() {
     // sent before any key exists: queued, then delivered in order
     p.cores[0].send_message(b"early".to_vec());
     let code = p.connect_with_codes(None);
-    assert!(code.starts_with("4-") && code.split('-').count() == 3, "{code}");
+    assert!(
+        code.starts_with("4-") && code.split('-').count() == 3,
+        "{code}"
+    );
     for i in 0..3u8 {
         p.cores[0].send_message(vec![b'a', i]);
         p.cores[1].send_message(vec![b'b', i]);
@@ -160,18 +174,41 @@ fn key_exchange_versions_messages_and_happy_close() {
     let (a, b) = (p.take(0), p.take(1));
     assert_eq!(verifier(&a), verifier(&b));
     assert!(verifier(&a).is_some());
-    assert!(a.contains(&WormholeEvent::PeerVersions { app_versions: json!({"who": "b"}), can_dilate: vec!["ged".into()] }));
-    assert!(b.contains(&WormholeEvent::PeerVersions { app_versions: json!({"who": "a"}), can_dilate: vec!["ged".into()] }));
-    assert_eq!(messages(&a), vec![b"b\x00".to_vec(), b"b\x01".to_vec(), b"b\x02".to_vec()]);
-    assert_eq!(messages(&b), vec![b"early".to_vec(), b"a\x00".to_vec(), b"a\x01".to_vec(), b"a\x02".to_vec()]);
+    assert!(a.contains(&WormholeEvent::PeerVersions {
+        app_versions: json!({"who": "b"}),
+        can_dilate: vec!["ged".into()]
+    }));
+    assert!(b.contains(&WormholeEvent::PeerVersions {
+        app_versions: json!({"who": "a"}),
+        can_dilate: vec!["ged".into()]
+    }));
+    assert_eq!(
+        messages(&a),
+        vec![b"b\x00".to_vec(), b"b\x01".to_vec(), b"b\x02".to_vec()]
+    );
+    assert_eq!(
+        messages(&b),
+        vec![
+            b"early".to_vec(),
+            b"a\x00".to_vec(),
+            b"a\x01".to_vec(),
+            b"a\x02".to_vec()
+        ]
+    );
     assert!(a.contains(&WormholeEvent::Dilate(b"please".to_vec())));
 
     let now = p.now;
     p.cores[0].close(now);
     p.cores[1].close(now);
     p.run();
-    assert_eq!(p.take(0).last(), Some(&WormholeEvent::Closed(Ok(Mood::Happy))));
-    assert_eq!(p.take(1).last(), Some(&WormholeEvent::Closed(Ok(Mood::Happy))));
+    assert_eq!(
+        p.take(0).last(),
+        Some(&WormholeEvent::Closed(Ok(Mood::Happy)))
+    );
+    assert_eq!(
+        p.take(1).last(),
+        Some(&WormholeEvent::Closed(Ok(Mood::Happy)))
+    );
     assert_eq!(p.server.closes, ["happy", "happy"]);
     assert!(p.cores.iter().all(WormholeCore::is_done));
 }
@@ -183,7 +220,11 @@ fn wrong_code_makes_both_sides_scary() {
     for i in 0..2 {
         let events = p.take(i);
         assert!(verifier(&events).is_none());
-        assert_eq!(events.last(), Some(&WormholeEvent::Closed(Err(WormholeError::WrongCode))), "side {i}");
+        assert_eq!(
+            events.last(),
+            Some(&WormholeEvent::Closed(Err(WormholeError::WrongCode))),
+            "side {i}"
+        );
     }
     assert_eq!(p.server.closes, ["scary", "scary"]);
 }
@@ -196,7 +237,10 @@ fn lonely_close_before_the_peer_came() {
     let now = p.now;
     p.cores[0].close(now);
     p.run();
-    assert_eq!(p.take(0).last(), Some(&WormholeEvent::Closed(Ok(Mood::Lonely))));
+    assert_eq!(
+        p.take(0).last(),
+        Some(&WormholeEvent::Closed(Ok(Mood::Lonely)))
+    );
     assert_eq!(p.server.closes, ["lonely"]);
 }
 
@@ -242,7 +286,13 @@ fn bad_pake_body_is_scary() {
     p.cores[1].received(now, &frame.to_string());
     p.run();
     let last = p.take(1).pop();
-    assert!(matches!(last, Some(WormholeEvent::Closed(Err(WormholeError::Pake(_))))), "{last:?}");
+    assert!(
+        matches!(
+            last,
+            Some(WormholeEvent::Closed(Err(WormholeError::Pake(_))))
+        ),
+        "{last:?}"
+    );
     assert_eq!(p.server.closes, ["scary"]);
 }
 
@@ -269,8 +319,13 @@ fn first_connection_failure_names_the_url() {
     core.poll_action();
     core.connection_failed(Instant::now(), "Connection refused");
     let events: Vec<_> = std::iter::from_fn(|| core.poll_event()).collect();
-    let Some(WormholeEvent::Closed(Err(e))) = events.last() else { panic!("{events:?}") };
-    assert!(e.to_string().contains("ws://fake/v1") && e.to_string().contains("Connection refused"), "{e}");
+    let Some(WormholeEvent::Closed(Err(e))) = events.last() else {
+        panic!("{events:?}")
+    };
+    assert!(
+        e.to_string().contains("ws://fake/v1") && e.to_string().contains("Connection refused"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -281,7 +336,13 @@ fn malformed_codes_are_rejected_before_anything_is_sent() {
     core.connection_made(Instant::now());
     core.poll_action();
     for bad in ["", "four-words", "4 purple", "4"] {
-        assert!(matches!(core.set_code(bad, Instant::now()), Err(WormholeError::Code(_))), "{bad:?}");
+        assert!(
+            matches!(
+                core.set_code(bad, Instant::now()),
+                Err(WormholeError::Code(_))
+            ),
+            "{bad:?}"
+        );
     }
     assert_eq!(core.poll_action(), None);
 }

@@ -26,12 +26,18 @@ pub fn venv() -> PathBuf {
 }
 
 pub fn python_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(name)
 }
 
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_until_listening(child: &mut Child, port: u16, what: &str, log: &Path) -> bool {
@@ -41,7 +47,10 @@ fn wait_until_listening(child: &mut Child, port: u16, what: &str, log: &Path) ->
             return true;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            eprintln!("{what} exited with {status}: {}", std::fs::read_to_string(log).unwrap_or_default());
+            eprintln!(
+                "{what} exited with {status}: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
             return false;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -61,7 +70,13 @@ pub struct TwistServer {
 impl TwistServer {
     fn start(plugin: &'static str, extra: Vec<String>) -> TwistServer {
         let dir = tempfile::tempdir().unwrap();
-        let mut server = TwistServer { plugin, extra, port: 0, dir, child: None };
+        let mut server = TwistServer {
+            plugin,
+            extra,
+            port: 0,
+            dir,
+            child: None,
+        };
         for _ in 0..5 {
             // a port picked here can be taken by a parallel test before twist binds it: retry
             server.port = free_port();
@@ -74,7 +89,11 @@ impl TwistServer {
 
     fn spawn(&mut self) -> bool {
         let log = self.dir.path().join(format!("{}.log", self.plugin));
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let mut child = Command::new(venv().join("bin/twist"))
             .arg(self.plugin)
             .arg(format!("--port=tcp:{}:interface=127.0.0.1", self.port))
@@ -105,7 +124,12 @@ impl TwistServer {
         self.kill();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.spawn() {
-            assert!(Instant::now() < deadline, "could not restart twist {} on port {}", self.plugin, self.port);
+            assert!(
+                Instant::now() < deadline,
+                "could not restart twist {} on port {}",
+                self.plugin,
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -130,7 +154,10 @@ impl MailboxServer {
     }
 
     pub fn start_with(options: &[&str]) -> MailboxServer {
-        let mut extra = vec!["--channel-db=channel.sqlite".to_string(), "--usage-db=usage.sqlite".to_string()];
+        let mut extra = vec![
+            "--channel-db=channel.sqlite".to_string(),
+            "--usage-db=usage.sqlite".to_string(),
+        ];
         extra.extend(options.iter().map(|s| s.to_string()));
         MailboxServer(TwistServer::start("wormhole-mailbox", extra))
     }
@@ -192,7 +219,8 @@ impl PyPeer {
             .expect("python peer said nothing in time")
             .expect("read python peer")
             .expect("python peer exited early");
-        serde_json::from_str(&line).unwrap_or_else(|_| panic!("python peer printed non-JSON: {line}"))
+        serde_json::from_str(&line)
+            .unwrap_or_else(|_| panic!("python peer printed non-JSON: {line}"))
     }
 
     /// The next line, which must be the event `name`.
@@ -204,14 +232,21 @@ impl PyPeer {
 
     /// Waits for the process to exit and returns its code.
     pub async fn wait(&mut self, limit: Duration) -> Option<i32> {
-        tokio::time::timeout(limit, self.child.wait()).await.expect("python peer did not exit").unwrap().code()
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .expect("python peer did not exit")
+            .unwrap()
+            .code()
     }
 }
 
 /// Sends the library's logs to the test output (shown for failing tests); `RUST_LOG` filters.
 pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "fowl=debug".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "fowl=debug".into()),
+        )
         .with_test_writer()
         .try_init();
 }

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs every test of the project.
+#
+# 1. Installs the pinned Python reference stack (tests/python/requirements.txt) into the
+#    git-ignored virtualenv .venv, reused while the pin list is unchanged.
+# 2. Builds everything (this and step 1 need the package registries).
+# 3. Runs the tests. As root with iproute2 (as on CI) they run inside a fresh network namespace
+#    whose only interface is loopback, so no test can dial a non-loopback address; elsewhere they
+#    run directly, with a warning.
+#
+# Extra arguments go to `cargo test` (e.g. a test name filter).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+. scripts/python-env.sh
+
+echo "== building"
+cargo build --locked --all-targets
+cargo test --locked --no-run
+
+echo "== testing"
+run_tests() {
+  cargo test --locked --offline "$@"
+  echo "== the demo (README main command, debug build)"
+  target/debug/examples/key_exchange
+}
+export -f run_tests
+if [ "$(id -u)" = 0 ] && command -v ip >/dev/null 2>&1; then
+  ns="fowl-test-$$-$RANDOM"
+  ip netns add "$ns"
+  trap 'ip netns del "$ns" 2>/dev/null || true' EXIT
+  ip -n "$ns" link set lo up
+  echo "   (inside the loopback-only network namespace $ns)"
+  ip netns exec "$ns" bash -c 'run_tests "$@"' run_tests "$@"
+else
+  echo "warning: not root or no 'ip': running tests without a loopback-only network namespace" >&2
+  run_tests "$@"
+fi
