@@ -49,9 +49,9 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
 
 /// Opens a WebSocket to `url` (`ws://` or `wss://`).
 pub async fn connect(url: &str) -> Result<MailboxSocket, TransportError> {
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(MAX_SERVER_MESSAGE))
-        .max_frame_size(Some(MAX_SERVER_MESSAGE));
+    let mut config = WebSocketConfig::default();
+    config.max_message_size = Some(MAX_SERVER_MESSAGE);
+    config.max_frame_size = Some(MAX_SERVER_MESSAGE);
     let connector = if url.starts_with("wss:") {
         Connector::Rustls(tls_config())
     } else {
@@ -77,7 +77,7 @@ impl MailboxSocket {
     pub async fn recv(&mut self) -> Frame {
         loop {
             match self.ws.next().await {
-                Some(Ok(Message::Text(text))) => return Frame::Text(text.as_str().to_owned()),
+                Some(Ok(Message::Text(text))) => return Frame::Text(text),
                 Some(Ok(Message::Close(_))) | None => return Frame::Closed(None),
                 Some(Ok(Message::Binary(_))) => {
                     tracing::warn!("ignoring binary frame from mailbox server")
