@@ -232,6 +232,15 @@ fn end_to_end_vectors_from_python() {
 }
 
 #[test]
+fn relay_token_matches_test_connector_vector() {
+    // test_connector.py::test_build: Dilation key b"k"*32
+    assert_eq!(
+        relay_token(&[b'k'; 32]),
+        k32("3f4147851dbd2589d25b654ee9fb35ed0d3e5f19c5c5403e8e6a195c70f0577a")
+    );
+}
+
+#[test]
 fn spake2_symmetric_vectors_from_python_spake2() {
     // test_compat.py: password b"password", no identity, seeds "1" and "2"
     use spake2::{Ed25519Group, Identity, Password, Spake2};

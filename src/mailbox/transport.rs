@@ -29,31 +29,44 @@ pub struct MailboxSocket {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
 
-fn tls_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default TLS versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Arc::new(config)
-        })
-        .clone()
+fn build_tls_config(extra_roots: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig>, TransportError> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for der in extra_roots {
+        roots
+            .add(rustls::pki_types::CertificateDer::from(der.clone()))
+            .map_err(|e| TransportError(format!("bad extra root certificate: {e}")))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
-/// Opens a WebSocket to `url` (`ws://` or `wss://`).
-pub async fn connect(url: &str) -> Result<MailboxSocket, TransportError> {
-    let mut config = WebSocketConfig::default();
-    config.max_message_size = Some(MAX_SERVER_MESSAGE);
-    config.max_frame_size = Some(MAX_SERVER_MESSAGE);
+fn tls_config(extra_roots: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig>, TransportError> {
+    static DEFAULT: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    if !extra_roots.is_empty() {
+        return build_tls_config(extra_roots);
+    }
+    Ok(DEFAULT
+        .get_or_init(|| build_tls_config(&[]).expect("webpki roots are valid"))
+        .clone())
+}
+
+/// Opens a WebSocket to `url` (`ws://` or `wss://`); `wss` trusts the webpki roots and
+/// `extra_roots` (DER certificates).
+pub async fn connect(url: &str, extra_roots: &[Vec<u8>]) -> Result<MailboxSocket, TransportError> {
+    let config = WebSocketConfig {
+        max_message_size: Some(MAX_SERVER_MESSAGE),
+        max_frame_size: Some(MAX_SERVER_MESSAGE),
+        ..Default::default()
+    };
     let connector = if url.starts_with("wss:") {
-        Connector::Rustls(tls_config())
+        Connector::Rustls(tls_config(extra_roots)?)
     } else {
         Connector::Plain
     };

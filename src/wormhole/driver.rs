@@ -204,9 +204,10 @@ async fn run(
             match action {
                 Action::Connect => {
                     let url = config.mailbox_url.clone();
+                    let roots = config.extra_root_certificates.clone();
                     let limit = config.connect_timeout;
                     connecting = Some(Box::pin(async move {
-                        match tokio::time::timeout(limit, mailbox::connect(&url)).await {
+                        match tokio::time::timeout(limit, mailbox::connect(&url, &roots)).await {
                             Ok(result) => result,
                             Err(_) => Err(TransportError(format!("no answer within {limit:?}"))),
                         }

@@ -35,6 +35,9 @@ pub struct WormholeConfig {
     pub connect_timeout: Duration,
     /// Longest wait for the server to confirm `release` and `close` when closing.
     pub close_timeout: Duration,
+    /// DER certificates trusted for `wss://` besides the webpki roots (a self-hosted server with a
+    /// private CA).
+    pub extra_root_certificates: Vec<Vec<u8>>,
 }
 
 impl WormholeConfig {
@@ -46,6 +49,7 @@ impl WormholeConfig {
             dilation: true,
             connect_timeout: Duration::from_secs(15),
             close_timeout: Duration::from_secs(10),
+            extra_root_certificates: Vec::new(),
         }
     }
 }
