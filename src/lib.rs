@@ -4,6 +4,7 @@
 //! rendezvous server protocol), [`wormhole`] (the client-to-client protocol over the mailbox).
 
 pub mod code;
+pub mod dilation;
 pub mod key;
 pub mod mailbox;
 pub mod wormhole;

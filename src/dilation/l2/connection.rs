@@ -1,0 +1,269 @@
+//! The sans-IO state machine of one L2 connection.
+
+use std::collections::VecDeque;
+
+use super::noise::{sealed_len, Handshake, Transport};
+use super::{L2Error, Role};
+use crate::dilation::record::Record;
+use crate::key::Key;
+
+/// Default limit on one frame: records up to 16 MiB (ours are at most 64 KiB).
+pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
+
+/// What the connection reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum L2Event {
+    /// The peer's KCM arrived. For a Leader this connection is now a candidate (select it with
+    /// [`L2Connection::select`]); for a Follower the Leader has selected it.
+    Ready,
+    /// A record after the KCM.
+    Record(Record),
+}
+
+enum State {
+    AwaitRelayOk,
+    AwaitPrologue,
+    AwaitHandshake(Handshake),
+    AwaitKcm(Transport),
+    Open(Transport),
+    Failed,
+}
+
+/// One L2 connection.
+pub struct L2Connection {
+    role: Role,
+    state: State,
+    inbuf: Vec<u8>,
+    consumed: usize,
+    outbuf: Vec<u8>,
+    max_frame: usize,
+    events: VecDeque<L2Event>,
+    psk: Key,
+    ephemeral: Option<[u8; 32]>,
+}
+
+impl L2Connection {
+    /// A new connection. With `relay_line` the connection first asks the transit relay to pair
+    /// it and waits for `ok\n`; otherwise the prologue goes out at once.
+    pub fn new(role: Role, psk: &Key, relay_line: Option<Vec<u8>>) -> L2Connection {
+        L2Connection::with_ephemeral(role, psk, relay_line, None)
+    }
+
+    /// As [`L2Connection::new`] with a fixed Noise ephemeral key (known-answer tests only).
+    pub fn with_ephemeral(
+        role: Role,
+        psk: &Key,
+        relay_line: Option<Vec<u8>>,
+        ephemeral: Option<[u8; 32]>,
+    ) -> L2Connection {
+        let mut c = L2Connection {
+            role,
+            state: State::AwaitPrologue,
+            inbuf: Vec::new(),
+            consumed: 0,
+            outbuf: Vec::new(),
+            max_frame: DEFAULT_MAX_FRAME,
+            events: VecDeque::new(),
+            psk: *psk,
+            ephemeral,
+        };
+        match relay_line {
+            Some(line) => {
+                c.outbuf.extend_from_slice(&line);
+                c.state = State::AwaitRelayOk;
+            }
+            None => c.outbuf.extend_from_slice(role.prologue()),
+        }
+        c
+    }
+
+    pub fn set_max_frame(&mut self, max: usize) {
+        self.max_frame = max;
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, State::Open(_))
+    }
+
+    /// Bytes to write to the socket, taken all at once.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.outbuf)
+    }
+
+    pub fn has_output(&self) -> bool {
+        !self.outbuf.is_empty()
+    }
+
+    /// Appends the pending output to `out` (for batching writes).
+    pub fn drain_output_into(&mut self, out: &mut Vec<u8>) {
+        if out.is_empty() {
+            std::mem::swap(out, &mut self.outbuf);
+        } else {
+            out.append(&mut self.outbuf);
+        }
+    }
+
+    pub fn poll_event(&mut self) -> Option<L2Event> {
+        self.events.pop_front()
+    }
+
+    /// Leader only: makes this candidate the connection, by sending our KCM on it.
+    pub fn select(&mut self) {
+        debug_assert_eq!(self.role, Role::Leader);
+        self.send_record(&Record::Kcm);
+    }
+
+    /// Encrypts `record` into the output. Ignored unless the handshake is complete.
+    pub fn send_record(&mut self, record: &Record) {
+        if let State::Open(t) = &mut self.state {
+            let mut plain = Vec::with_capacity(record.encoded_len());
+            record.encode_into(&mut plain);
+            t.seal_frame(&plain, &mut self.outbuf);
+        }
+    }
+
+    /// Sends an already-encoded record.
+    pub fn send_encoded(&mut self, plain: &[u8]) {
+        if let State::Open(t) = &mut self.state {
+            t.seal_frame(plain, &mut self.outbuf);
+        }
+    }
+
+    /// Feeds bytes read from the socket. An error means the connection must be dropped.
+    pub fn receive(&mut self, data: &[u8]) -> Result<(), L2Error> {
+        if matches!(self.state, State::Failed) {
+            return Err(L2Error::Closed);
+        }
+        self.inbuf.extend_from_slice(data);
+        let result = self.process();
+        if result.is_err() {
+            self.state = State::Failed;
+        }
+        if self.consumed > 0 && (self.consumed == self.inbuf.len() || self.consumed > 1 << 16) {
+            self.inbuf.drain(..self.consumed);
+            self.consumed = 0;
+        }
+        result
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.inbuf[self.consumed..]
+    }
+
+    fn process(&mut self) -> Result<(), L2Error> {
+        loop {
+            match &mut self.state {
+                State::AwaitRelayOk => {
+                    let p = self.pending();
+                    let n = p.len().min(3);
+                    if p[..n] != b"ok\n"[..n] {
+                        let text = String::from_utf8_lossy(&p[..p.len().min(64)]).into_owned();
+                        return Err(L2Error::RelayRefused(text));
+                    }
+                    if n < 3 {
+                        return Ok(());
+                    }
+                    self.consumed += 3;
+                    self.outbuf.extend_from_slice(self.role.prologue());
+                    self.state = State::AwaitPrologue;
+                }
+                State::AwaitPrologue => {
+                    let expected = self.role.peer().prologue();
+                    let p = self.pending();
+                    let n = p.len().min(expected.len());
+                    if p[..n] != expected[..n] {
+                        return Err(L2Error::BadPrologue);
+                    }
+                    if n < expected.len() {
+                        return Ok(());
+                    }
+                    self.consumed += expected.len();
+                    let mut hs =
+                        Handshake::new(self.role == Role::Leader, &self.psk, self.ephemeral);
+                    if self.role == Role::Leader {
+                        let msg1 = hs.write_message()?;
+                        push_frame(&mut self.outbuf, &msg1);
+                    }
+                    self.state = State::AwaitHandshake(hs);
+                }
+                State::AwaitHandshake(_) => {
+                    let Some(frame) = self.next_frame()? else {
+                        return Ok(());
+                    };
+                    let State::AwaitHandshake(mut hs) =
+                        std::mem::replace(&mut self.state, State::Failed)
+                    else {
+                        unreachable!("matched above")
+                    };
+                    hs.read_message(&frame)?;
+                    if self.role == Role::Follower {
+                        let msg2 = hs.write_message()?;
+                        push_frame(&mut self.outbuf, &msg2);
+                        let mut t = hs.into_transport();
+                        t.seal_frame(&Record::Kcm.encode(), &mut self.outbuf);
+                        self.state = State::AwaitKcm(t);
+                    } else {
+                        self.state = State::AwaitKcm(hs.into_transport());
+                    }
+                }
+                State::AwaitKcm(_) => {
+                    let Some(frame) = self.next_frame()? else {
+                        return Ok(());
+                    };
+                    let State::AwaitKcm(mut t) = std::mem::replace(&mut self.state, State::Failed)
+                    else {
+                        unreachable!("matched above")
+                    };
+                    let plain = t.open_frame(frame)?;
+                    if Record::decode(&plain)? != Record::Kcm {
+                        return Err(L2Error::NotKcm);
+                    }
+                    self.state = State::Open(t);
+                    self.events.push_back(L2Event::Ready);
+                }
+                State::Open(_) => {
+                    let Some(frame) = self.next_frame()? else {
+                        return Ok(());
+                    };
+                    let State::Open(t) = &mut self.state else {
+                        unreachable!("matched above")
+                    };
+                    let plain = t.open_frame(frame)?;
+                    let record = Record::decode(&plain)?;
+                    self.events.push_back(L2Event::Record(record));
+                }
+                State::Failed => return Err(L2Error::Closed),
+            }
+        }
+    }
+
+    /// The next complete frame payload, if one has fully arrived.
+    fn next_frame(&mut self) -> Result<Option<Vec<u8>>, L2Error> {
+        let p = self.pending();
+        if p.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize;
+        if len > sealed_len(self.max_frame) {
+            return Err(L2Error::FrameTooLarge {
+                len,
+                max: self.max_frame,
+            });
+        }
+        if p.len() < 4 + len {
+            return Ok(None);
+        }
+        let frame = p[4..4 + len].to_vec();
+        self.consumed += 4 + len;
+        Ok(Some(frame))
+    }
+}
+
+fn push_frame(out: &mut Vec<u8>, payload: &[u8]) {
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+}

@@ -1,0 +1,7 @@
+//! Dilation, version `ged` (reference §3): durable, encrypted subchannels between the two peers.
+//!
+//! Layers: L1 mailbox messages and the manager, L2 one Noise connection, L3 records, L4
+//! reliability, L5 subchannels. Each is a sans-IO state machine; tokio drivers do the I/O.
+
+pub mod l2;
+pub mod record;
