@@ -3,5 +3,8 @@
 //! Layers: L1 mailbox messages and the manager, L2 one Noise connection, L3 records, L4
 //! reliability, L5 subchannels. Each is a sans-IO state machine; tokio drivers do the I/O.
 
+pub mod hints;
+pub mod l1;
 pub mod l2;
 pub mod record;
+pub mod reliability;

@@ -332,7 +332,7 @@ mod tests {
         for tag in 0u8..=8 {
             for len in 0..12 {
                 let mut b = vec![tag];
-                b.extend(std::iter::repeat(0x41).take(len));
+                b.extend(std::iter::repeat_n(0x41, len));
                 let _ = Record::decode(&b);
             }
         }

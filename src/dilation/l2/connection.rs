@@ -23,7 +23,7 @@ pub enum L2Event {
 enum State {
     AwaitRelayOk,
     AwaitPrologue,
-    AwaitHandshake(Handshake),
+    AwaitHandshake(Box<Handshake>),
     AwaitKcm(Transport),
     Open(Transport),
     Failed,
@@ -188,7 +188,7 @@ impl L2Connection {
                         let msg1 = hs.write_message()?;
                         push_frame(&mut self.outbuf, &msg1);
                     }
-                    self.state = State::AwaitHandshake(hs);
+                    self.state = State::AwaitHandshake(Box::new(hs));
                 }
                 State::AwaitHandshake(_) => {
                     let Some(frame) = self.next_frame()? else {

@@ -1,0 +1,163 @@
+//! L4 reliability (reference §3.8): one seqnum counter per direction for OPEN, DATA and CLOSE;
+//! every such record stays queued until the peer's cumulative ACK covers it and is resent, in
+//! order, on every new connection; inbound records at or below the watermark are duplicates.
+
+use std::collections::VecDeque;
+
+use super::record::{Record, Scid, Seqnum};
+
+/// Default bound on the payload bytes waiting for an ACK; writers wait beyond it.
+pub const DEFAULT_UNACKED_LIMIT: usize = 8 << 20;
+
+/// The sending side: seqnum allocation and the unacked queue.
+#[derive(Debug)]
+pub struct Outbound {
+    next_seqnum: u64,
+    queue: VecDeque<Record>,
+    queued_bytes: usize,
+    limit: usize,
+}
+
+/// The 32-bit seqnum space is exhausted (Python raises too); the Dilation cannot continue.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("Dilation sequence numbers exhausted")]
+pub struct SeqnumExhausted;
+
+impl Outbound {
+    pub fn new(limit: usize) -> Outbound {
+        Outbound { next_seqnum: 0, queue: VecDeque::new(), queued_bytes: 0, limit }
+    }
+
+    fn seqnum(&mut self) -> Result<Seqnum, SeqnumExhausted> {
+        let s = Seqnum::try_from(self.next_seqnum).map_err(|_| SeqnumExhausted)?;
+        self.next_seqnum += 1;
+        Ok(s)
+    }
+
+    fn push(&mut self, record: Record) -> &Record {
+        self.queued_bytes += record.encoded_len();
+        self.queue.push_back(record);
+        self.queue.back().expect("just pushed")
+    }
+
+    pub fn open(&mut self, scid: Scid, subprotocol: &str) -> Result<&Record, SeqnumExhausted> {
+        let seqnum = self.seqnum()?;
+        Ok(self.push(Record::Open { scid, seqnum, subprotocol: subprotocol.into() }))
+    }
+
+    pub fn data(&mut self, scid: Scid, data: Vec<u8>) -> Result<&Record, SeqnumExhausted> {
+        let seqnum = self.seqnum()?;
+        Ok(self.push(Record::Data { scid, seqnum, data }))
+    }
+
+    pub fn close(&mut self, scid: Scid) -> Result<&Record, SeqnumExhausted> {
+        let seqnum = self.seqnum()?;
+        Ok(self.push(Record::Close { scid, seqnum }))
+    }
+
+    /// Retires every queued record with a seqnum up to `acked`.
+    pub fn ack(&mut self, acked: Seqnum) {
+        while let Some(front) = self.queue.front() {
+            if front.seqnum().is_some_and(|s| s <= acked) {
+                self.queued_bytes -= front.encoded_len();
+                self.queue.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// The records to resend on a new connection, in seqnum order.
+    pub fn unacked(&self) -> impl Iterator<Item = &Record> {
+        self.queue.iter()
+    }
+
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Whether writers must wait for ACKs before queueing more data.
+    pub fn is_full(&self) -> bool {
+        self.queued_bytes >= self.limit
+    }
+}
+
+/// The receiving side: the watermark.
+#[derive(Debug, Default)]
+pub struct Inbound {
+    highest_seen: Option<Seqnum>,
+}
+
+impl Inbound {
+    /// Whether a reliable record with `seqnum` is new (process it) or old (drop it). Either way
+    /// it must be acknowledged.
+    pub fn accept(&mut self, seqnum: Seqnum) -> bool {
+        if self.highest_seen.is_some_and(|h| seqnum <= h) {
+            return false;
+        }
+        self.highest_seen = Some(seqnum);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seqnums_are_shared_by_all_subchannels_and_retired_cumulatively() {
+        let mut out = Outbound::new(1 << 20);
+        assert_eq!(out.open(1, "a").unwrap().seqnum(), Some(0));
+        assert_eq!(out.data(1, b"x".to_vec()).unwrap().seqnum(), Some(1));
+        assert_eq!(out.open(3, "b").unwrap().seqnum(), Some(2));
+        assert_eq!(out.close(1).unwrap().seqnum(), Some(3));
+        assert_eq!(out.len(), 4);
+        out.ack(1);
+        let left: Vec<_> = out.unacked().map(|r| r.seqnum().unwrap()).collect();
+        assert_eq!(left, [2, 3]);
+        out.ack(0); // old ack: nothing
+        assert_eq!(out.len(), 2);
+        out.ack(3);
+        assert!(out.is_empty());
+        assert_eq!(out.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn full_when_unacked_bytes_reach_the_limit() {
+        let mut out = Outbound::new(100);
+        out.data(1, vec![0; 80]).unwrap();
+        assert!(!out.is_full());
+        out.data(1, vec![0; 20]).unwrap();
+        assert!(out.is_full());
+        out.ack(0);
+        assert!(!out.is_full());
+    }
+
+    #[test]
+    fn watermark_drops_old_and_duplicate_records() {
+        let mut inb = Inbound::default();
+        assert!(inb.accept(0));
+        assert!(!inb.accept(0));
+        assert!(inb.accept(1));
+        assert!(inb.accept(5));
+        assert!(!inb.accept(3));
+        assert!(!inb.accept(5));
+        assert!(inb.accept(6));
+    }
+
+    #[test]
+    fn seqnums_end_at_u32_max() {
+        let mut out = Outbound::new(usize::MAX);
+        out.next_seqnum = u32::MAX as u64;
+        assert_eq!(out.close(1).unwrap().seqnum(), Some(u32::MAX));
+        assert_eq!(out.close(1).unwrap_err(), SeqnumExhausted);
+    }
+}
