@@ -5,28 +5,50 @@ use serde_json::{json, Value};
 /// Where a peer may be reached.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Hint {
-    DirectTcp { hostname: String, port: u16, priority: f64 },
+    DirectTcp {
+        hostname: String,
+        port: u16,
+        priority: f64,
+    },
     /// Parsed for completeness; only usable through Tor, which we do not speak.
-    TorTcp { hostname: String, port: u16, priority: f64 },
+    TorTcp {
+        hostname: String,
+        port: u16,
+        priority: f64,
+    },
     /// A transit relay, reached through any of its endpoint hints.
     Relay(Vec<Hint>),
 }
 
 impl Hint {
     pub fn direct(hostname: &str, port: u16) -> Hint {
-        Hint::DirectTcp { hostname: hostname.into(), port, priority: 0.0 }
+        Hint::DirectTcp {
+            hostname: hostname.into(),
+            port,
+            priority: 0.0,
+        }
     }
 
     /// The JSON form, with Python's key order.
     pub fn to_json(&self) -> Value {
         match self {
-            Hint::DirectTcp { hostname, port, priority } => {
+            Hint::DirectTcp {
+                hostname,
+                port,
+                priority,
+            } => {
                 json!({"type": "direct-tcp-v1", "priority": priority, "hostname": hostname, "port": port})
             }
-            Hint::TorTcp { hostname, port, priority } => {
+            Hint::TorTcp {
+                hostname,
+                port,
+                priority,
+            } => {
                 json!({"type": "tor-tcp-v1", "priority": priority, "hostname": hostname, "port": port})
             }
-            Hint::Relay(hints) => json!({"type": "relay-v1", "hints": hints.iter().map(Hint::to_json).collect::<Vec<_>>()}),
+            Hint::Relay(hints) => {
+                json!({"type": "relay-v1", "hints": hints.iter().map(Hint::to_json).collect::<Vec<_>>()})
+            }
         }
     }
 
@@ -42,8 +64,16 @@ impl Hint {
             Some((hostname, port, priority))
         };
         match v.get("type")?.as_str()? {
-            "direct-tcp-v1" => endpoint(v).map(|(hostname, port, priority)| Hint::DirectTcp { hostname, port, priority }),
-            "tor-tcp-v1" => endpoint(v).map(|(hostname, port, priority)| Hint::TorTcp { hostname, port, priority }),
+            "direct-tcp-v1" => endpoint(v).map(|(hostname, port, priority)| Hint::DirectTcp {
+                hostname,
+                port,
+                priority,
+            }),
+            "tor-tcp-v1" => endpoint(v).map(|(hostname, port, priority)| Hint::TorTcp {
+                hostname,
+                port,
+                priority,
+            }),
             "relay-v1" => {
                 let inner = v.get("hints")?.as_array()?;
                 let hints: Vec<Hint> = inner
@@ -93,14 +123,22 @@ impl std::str::FromStr for RelayLocation {
         if host.is_empty() || port == 0 {
             return Err(err());
         }
-        Ok(RelayLocation { host: host.into(), port, priority })
+        Ok(RelayLocation {
+            host: host.into(),
+            port,
+            priority,
+        })
     }
 }
 
 impl RelayLocation {
     /// The `relay-v1` hint we advertise for this relay.
     pub fn hint(&self) -> Hint {
-        Hint::Relay(vec![Hint::DirectTcp { hostname: self.host.clone(), port: self.port, priority: self.priority }])
+        Hint::Relay(vec![Hint::DirectTcp {
+            hostname: self.host.clone(),
+            port: self.port,
+            priority: self.priority,
+        }])
     }
 }
 
@@ -119,7 +157,10 @@ mod tests {
 
     #[test]
     fn python_hint_json_round_trips() {
-        let direct: Value = serde_json::from_str(r#"{"type": "direct-tcp-v1", "priority": 0.0, "hostname": "192.0.2.2", "port": 38081}"#).unwrap();
+        let direct: Value = serde_json::from_str(
+            r#"{"type": "direct-tcp-v1", "priority": 0.0, "hostname": "192.0.2.2", "port": 38081}"#,
+        )
+        .unwrap();
         let h = Hint::from_json(&direct).unwrap();
         assert_eq!(h, Hint::direct("192.0.2.2", 38081));
         assert_eq!(h.to_json(), direct);
@@ -127,8 +168,13 @@ mod tests {
             r#"{"type": "relay-v1", "hints": [{"type": "direct-tcp-v1", "priority": 0.0, "hostname": "127.0.0.1", "port": 37475}, {"type": "websocket-v1", "url": "ws://x"}]}"#,
         )
         .unwrap();
-        assert_eq!(Hint::from_json(&relay).unwrap(), Hint::Relay(vec![Hint::direct("127.0.0.1", 37475)]));
-        let tor: Value = serde_json::from_str(r#"{"type": "tor-tcp-v1", "hostname": "x.onion", "port": 80}"#).unwrap();
+        assert_eq!(
+            Hint::from_json(&relay).unwrap(),
+            Hint::Relay(vec![Hint::direct("127.0.0.1", 37475)])
+        );
+        let tor: Value =
+            serde_json::from_str(r#"{"type": "tor-tcp-v1", "hostname": "x.onion", "port": 80}"#)
+                .unwrap();
         assert!(matches!(Hint::from_json(&tor), Some(Hint::TorTcp { .. })));
     }
 
@@ -143,19 +189,35 @@ mod tests {
             r#"{"type": "unknown-v9"}"#,
             r#"[]"#,
         ] {
-            assert_eq!(Hint::from_json(&serde_json::from_str(bad).unwrap()), None, "{bad}");
+            assert_eq!(
+                Hint::from_json(&serde_json::from_str(bad).unwrap()),
+                None,
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn relay_locations() {
         let r: RelayLocation = "tcp:transit.magic-wormhole.io:4001".parse().unwrap();
-        assert_eq!((r.host.as_str(), r.port, r.priority), ("transit.magic-wormhole.io", 4001, 0.0));
+        assert_eq!(
+            (r.host.as_str(), r.port, r.priority),
+            ("transit.magic-wormhole.io", 4001, 0.0)
+        );
         let r: RelayLocation = "tcp:[::1]:4001:priority=2.5".parse().unwrap();
         assert_eq!((r.host.as_str(), r.port, r.priority), ("::1", 4001, 2.5));
         assert_eq!(r.to_string(), "tcp:[::1]:4001");
         assert_eq!(r.hint().to_json()["hints"][0]["hostname"], "::1");
-        for bad in ["", "tcp:", "tcp:host", "tcp:host:x", "udp:h:1", "tcp:[::1:4001", "tcp:h:1:prio=3", "tcp::1"] {
+        for bad in [
+            "",
+            "tcp:",
+            "tcp:host",
+            "tcp:host:x",
+            "udp:h:1",
+            "tcp:[::1:4001",
+            "tcp:h:1:prio=3",
+            "tcp::1",
+        ] {
             assert!(bad.parse::<RelayLocation>().is_err(), "{bad}");
         }
     }

@@ -8,7 +8,10 @@ use super::hints::Hint;
 /// One Dilation mailbox message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum L1Message {
-    Please { side: String, use_version: Option<String> },
+    Please {
+        side: String,
+        use_version: Option<String>,
+    },
     ConnectionHints(Vec<Hint>),
     Reconnect,
     Reconnecting,
@@ -23,14 +26,27 @@ pub struct L1Error(pub String);
 impl L1Message {
     pub fn parse(bytes: &[u8]) -> Result<L1Message, L1Error> {
         let v: Value = serde_json::from_slice(bytes).map_err(|e| L1Error(e.to_string()))?;
-        let kind = v.get("type").and_then(Value::as_str).ok_or_else(|| L1Error("no type".into()))?;
+        let kind = v
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| L1Error("no type".into()))?;
         Ok(match kind {
             "please" => L1Message::Please {
-                side: v.get("side").and_then(Value::as_str).ok_or_else(|| L1Error("please without side".into()))?.into(),
-                use_version: v.get("use-version").and_then(Value::as_str).map(str::to_owned),
+                side: v
+                    .get("side")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| L1Error("please without side".into()))?
+                    .into(),
+                use_version: v
+                    .get("use-version")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
             },
             "connection-hints" => {
-                let hints = v.get("hints").and_then(Value::as_array).ok_or_else(|| L1Error("hints without list".into()))?;
+                let hints = v
+                    .get("hints")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| L1Error("hints without list".into()))?;
                 L1Message::ConnectionHints(hints.iter().filter_map(Hint::from_json).collect())
             }
             "reconnect" => L1Message::Reconnect,
@@ -41,8 +57,14 @@ impl L1Message {
 
     pub fn encode(&self) -> Vec<u8> {
         let v = match self {
-            L1Message::Please { side, use_version: Some(version) } => json!({"type": "please", "side": side, "use-version": version}),
-            L1Message::Please { side, use_version: None } => json!({"type": "please", "side": side}),
+            L1Message::Please {
+                side,
+                use_version: Some(version),
+            } => json!({"type": "please", "side": side, "use-version": version}),
+            L1Message::Please {
+                side,
+                use_version: None,
+            } => json!({"type": "please", "side": side}),
             L1Message::ConnectionHints(hints) => {
                 json!({"type": "connection-hints", "hints": hints.iter().map(Hint::to_json).collect::<Vec<_>>()})
             }
@@ -71,10 +93,17 @@ mod tests {
     #[test]
     fn parses_pythons_messages() {
         let cases: [(&str, L1Message); 5] = [
-            (r#"{"type": "please", "side": "45b1d33b406c01dd", "use-version": "ged"}"#,
-             L1Message::Please { side: "45b1d33b406c01dd".into(), use_version: Some("ged".into()) }),
-            (r#"{"type": "connection-hints", "hints": [{"type": "direct-tcp-v1", "priority": 0.0, "hostname": "192.0.2.2", "port": 38081}]}"#,
-             L1Message::ConnectionHints(vec![Hint::direct("192.0.2.2", 38081)])),
+            (
+                r#"{"type": "please", "side": "45b1d33b406c01dd", "use-version": "ged"}"#,
+                L1Message::Please {
+                    side: "45b1d33b406c01dd".into(),
+                    use_version: Some("ged".into()),
+                },
+            ),
+            (
+                r#"{"type": "connection-hints", "hints": [{"type": "direct-tcp-v1", "priority": 0.0, "hostname": "192.0.2.2", "port": 38081}]}"#,
+                L1Message::ConnectionHints(vec![Hint::direct("192.0.2.2", 38081)]),
+            ),
             (r#"{"type": "reconnect"}"#, L1Message::Reconnect),
             (r#"{"type": "reconnecting"}"#, L1Message::Reconnecting),
             (r#"{"type": "future"}"#, L1Message::Unknown("future".into())),
@@ -84,7 +113,14 @@ mod tests {
             assert_eq!(got, want);
             assert_eq!(L1Message::parse(&got.encode()).unwrap(), want);
         }
-        for bad in ["", "{}", "[1]", r#"{"type": "please"}"#, r#"{"type": "connection-hints"}"#, r#"{"type": 1}"#] {
+        for bad in [
+            "",
+            "{}",
+            "[1]",
+            r#"{"type": "please"}"#,
+            r#"{"type": "connection-hints"}"#,
+            r#"{"type": 1}"#,
+        ] {
             assert!(L1Message::parse(bad.as_bytes()).is_err(), "{bad}");
         }
     }
@@ -92,12 +128,20 @@ mod tests {
     #[test]
     fn version_negotiation_prefers_our_order() {
         let theirs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(find_shared_version(&["ged"], &theirs(&["ged"])), Some("ged"));
+        assert_eq!(
+            find_shared_version(&["ged"], &theirs(&["ged"])),
+            Some("ged")
+        );
         assert_eq!(find_shared_version(&["ged"], &theirs(&["1"])), None);
-        assert_eq!(find_shared_version(&["b", "a"], &theirs(&["a", "b"])), Some("b"));
+        assert_eq!(
+            find_shared_version(&["b", "a"], &theirs(&["a", "b"])),
+            Some("b")
+        );
         assert_eq!(find_shared_version(&["ged"], &[]), None);
         let side = random_side();
         assert_eq!(side.len(), 16);
-        assert!(side.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(side
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
     }
 }

@@ -6,5 +6,6 @@
 pub mod hints;
 pub mod l1;
 pub mod l2;
+pub mod manager;
 pub mod record;
 pub mod reliability;

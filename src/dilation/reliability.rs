@@ -25,7 +25,12 @@ pub struct SeqnumExhausted;
 
 impl Outbound {
     pub fn new(limit: usize) -> Outbound {
-        Outbound { next_seqnum: 0, queue: VecDeque::new(), queued_bytes: 0, limit }
+        Outbound {
+            next_seqnum: 0,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            limit,
+        }
     }
 
     fn seqnum(&mut self) -> Result<Seqnum, SeqnumExhausted> {
@@ -42,7 +47,11 @@ impl Outbound {
 
     pub fn open(&mut self, scid: Scid, subprotocol: &str) -> Result<&Record, SeqnumExhausted> {
         let seqnum = self.seqnum()?;
-        Ok(self.push(Record::Open { scid, seqnum, subprotocol: subprotocol.into() }))
+        Ok(self.push(Record::Open {
+            scid,
+            seqnum,
+            subprotocol: subprotocol.into(),
+        }))
     }
 
     pub fn data(&mut self, scid: Scid, data: Vec<u8>) -> Result<&Record, SeqnumExhausted> {
