@@ -9,3 +9,4 @@ pub mod l2;
 pub mod manager;
 pub mod record;
 pub mod reliability;
+pub mod session;

@@ -64,16 +64,28 @@ impl Outbound {
         Ok(self.push(Record::Close { scid, seqnum }))
     }
 
-    /// Retires every queued record with a seqnum up to `acked`.
-    pub fn ack(&mut self, acked: Seqnum) {
+    /// Retires every queued record with a seqnum up to `acked`; returns how many records and how
+    /// many DATA payload bytes were retired.
+    pub fn ack(&mut self, acked: Seqnum) -> (usize, usize) {
+        let (mut records, mut data_bytes) = (0, 0);
         while let Some(front) = self.queue.front() {
             if front.seqnum().is_some_and(|s| s <= acked) {
                 self.queued_bytes -= front.encoded_len();
+                if let Record::Data { data, .. } = front {
+                    data_bytes += data.len();
+                }
+                records += 1;
                 self.queue.pop_front();
             } else {
                 break;
             }
         }
+        (records, data_bytes)
+    }
+
+    /// The queued record at `index` (0 = oldest unacked).
+    pub fn get(&self, index: usize) -> Option<&Record> {
+        self.queue.get(index)
     }
 
     /// The records to resend on a new connection, in seqnum order.
@@ -129,10 +141,10 @@ mod tests {
         assert_eq!(out.open(3, "b").unwrap().seqnum(), Some(2));
         assert_eq!(out.close(1).unwrap().seqnum(), Some(3));
         assert_eq!(out.len(), 4);
-        out.ack(1);
+        assert_eq!(out.ack(1), (2, 1));
         let left: Vec<_> = out.unacked().map(|r| r.seqnum().unwrap()).collect();
         assert_eq!(left, [2, 3]);
-        out.ack(0); // old ack: nothing
+        assert_eq!(out.ack(0), (0, 0)); // old ack: nothing
         assert_eq!(out.len(), 2);
         out.ack(3);
         assert!(out.is_empty());

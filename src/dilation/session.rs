@@ -1,0 +1,317 @@
+//! L4 and L5 as one sans-IO state machine that outlives connections: the reliable-record queue
+//! and watermark (reference §3.8), subchannel ids and states (§3.9) and the Leader's liveness
+//! pings (§3.11). The driver feeds it records from the selected connection and drains the records
+//! to send on it.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::l2::Role;
+use super::record::{Record, Scid};
+use super::reliability::{Inbound, Outbound, SeqnumExhausted};
+
+/// What happened to the subchannels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// The peer opened a subchannel.
+    Incoming {
+        scid: Scid,
+        subprotocol: String,
+    },
+    Data {
+        scid: Scid,
+        data: Vec<u8>,
+    },
+    /// The peer sent its CLOSE: no more data will come.
+    ReadClosed {
+        scid: Scid,
+    },
+    /// Both sides have closed the subchannel; its id is retired.
+    Closed {
+        scid: Scid,
+    },
+    /// ACKs retired this many DATA payload bytes (writers may send as much again).
+    Acked {
+        data_bytes: usize,
+    },
+}
+
+/// What the driver must do after a timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Fine,
+    /// A whole ping interval passed without PONG: drop the connection.
+    Dead,
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum SubchannelError {
+    #[error("subchannel {0} is closed for writing")]
+    Closed(Scid),
+    #[error("unknown subchannel {0}")]
+    Unknown(Scid),
+    #[error(transparent)]
+    Exhausted(#[from] SeqnumExhausted),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SubState {
+    Open,
+    /// We sent CLOSE; inbound data still arrives until the peer's CLOSE.
+    LocalClosed,
+    /// Half-close: the peer sent CLOSE; we may still write.
+    RemoteClosed,
+}
+
+/// The Leader's ping timer.
+#[derive(Debug)]
+struct Pinger {
+    interval: Duration,
+    deadline: Instant,
+    outstanding: Option<[u8; 4]>,
+}
+
+pub struct Session {
+    role: Role,
+    outbound: Outbound,
+    inbound: Inbound,
+    subchannels: HashMap<Scid, SubState>,
+    next_scid: Scid,
+    half_close: bool,
+    connected: bool,
+    control: VecDeque<Record>,
+    next_unsent: usize,
+    ping_interval: Duration,
+    pinger: Option<Pinger>,
+    events: VecDeque<SessionEvent>,
+}
+
+impl Session {
+    /// `half_close`: the peer is one of ours and keeps a subchannel open for writing after our
+    /// CLOSE (Python closes both directions at once).
+    pub fn new(
+        role: Role,
+        unacked_limit: usize,
+        ping_interval: Duration,
+        half_close: bool,
+    ) -> Session {
+        Session {
+            role,
+            outbound: Outbound::new(unacked_limit),
+            inbound: Inbound::default(),
+            subchannels: HashMap::new(),
+            next_scid: if role == Role::Leader { 1 } else { 2 },
+            half_close,
+            connected: false,
+            control: VecDeque::new(),
+            next_unsent: 0,
+            ping_interval,
+            pinger: None,
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.pinger.as_ref().map(|p| p.deadline)
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    pub fn unacked_bytes(&self) -> usize {
+        self.outbound.queued_bytes()
+    }
+
+    pub fn open_subchannels(&self) -> usize {
+        self.subchannels.len()
+    }
+
+    /// A connection was selected: everything unacked is resent first, in order.
+    pub fn connection_made(&mut self, now: Instant) {
+        self.connected = true;
+        self.control.clear();
+        self.next_unsent = 0;
+        if self.role == Role::Leader {
+            self.pinger = Some(Pinger {
+                interval: self.ping_interval,
+                deadline: now + self.ping_interval,
+                outstanding: None,
+            });
+        }
+    }
+
+    pub fn connection_lost(&mut self) {
+        self.connected = false;
+        self.control.clear();
+        self.pinger = None;
+    }
+
+    /// Leader: sends a PING each interval; an interval without PONG means the connection is dead.
+    pub fn handle_timeout(&mut self, now: Instant) -> Liveness {
+        let Some(p) = self.pinger.as_mut() else {
+            return Liveness::Fine;
+        };
+        if now < p.deadline {
+            return Liveness::Fine;
+        }
+        if p.outstanding.is_some() {
+            return Liveness::Dead;
+        }
+        let id: [u8; 4] = rand::random();
+        p.outstanding = Some(id);
+        p.deadline = now + p.interval;
+        self.control.push_back(Record::Ping(id));
+        Liveness::Fine
+    }
+
+    /// Opens a subchannel for `subprotocol`; DATA may follow at once.
+    pub fn open(&mut self, subprotocol: &str) -> Result<Scid, SubchannelError> {
+        let scid = self.next_scid;
+        self.outbound.open(scid, subprotocol)?;
+        self.next_scid = self.next_scid.checked_add(2).ok_or(SeqnumExhausted)?;
+        self.subchannels.insert(scid, SubState::Open);
+        Ok(scid)
+    }
+
+    /// Whether writers must wait for ACKs.
+    pub fn is_write_blocked(&self) -> bool {
+        self.outbound.is_full()
+    }
+
+    pub fn send_data(&mut self, scid: Scid, data: Vec<u8>) -> Result<(), SubchannelError> {
+        match self.subchannels.get(&scid) {
+            Some(SubState::Open | SubState::RemoteClosed) => {
+                self.outbound.data(scid, data)?;
+                Ok(())
+            }
+            Some(SubState::LocalClosed) => Err(SubchannelError::Closed(scid)),
+            None => Err(SubchannelError::Unknown(scid)),
+        }
+    }
+
+    /// Sends our CLOSE ("no more data from us").
+    pub fn close(&mut self, scid: Scid) -> Result<(), SubchannelError> {
+        match self.subchannels.get(&scid).copied() {
+            Some(SubState::Open) => {
+                self.outbound.close(scid)?;
+                self.subchannels.insert(scid, SubState::LocalClosed);
+            }
+            Some(SubState::RemoteClosed) => {
+                self.outbound.close(scid)?;
+                self.subchannels.remove(&scid);
+                self.events.push_back(SessionEvent::Closed { scid });
+            }
+            Some(SubState::LocalClosed) => {}
+            None => return Err(SubchannelError::Unknown(scid)),
+        }
+        Ok(())
+    }
+
+    /// A record from the selected connection (after its KCM).
+    pub fn received(&mut self, record: Record) {
+        match record {
+            Record::Kcm => tracing::debug!("ignoring a second KCM"),
+            Record::Ping(id) => self.control.push_back(Record::Pong(id)),
+            Record::Pong(id) => match self.pinger.as_mut() {
+                Some(p) if p.outstanding == Some(id) => p.outstanding = None,
+                _ => tracing::debug!("ignoring PONG for a ping that is not outstanding"),
+            },
+            Record::Ack(seqnum) => {
+                let (records, data_bytes) = self.outbound.ack(seqnum);
+                self.next_unsent = self.next_unsent.saturating_sub(records);
+                if data_bytes > 0 {
+                    self.events.push_back(SessionEvent::Acked { data_bytes });
+                }
+            }
+            Record::Open { seqnum, .. }
+            | Record::Data { seqnum, .. }
+            | Record::Close { seqnum, .. } => {
+                self.control.push_back(Record::Ack(seqnum));
+                if self.inbound.accept(seqnum) {
+                    self.dispatch(record);
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, record: Record) {
+        match record {
+            Record::Open {
+                scid, subprotocol, ..
+            } => {
+                if self.subchannels.contains_key(&scid) {
+                    tracing::info!("ignoring duplicate OPEN for subchannel {scid}");
+                    return;
+                }
+                self.subchannels.insert(scid, SubState::Open);
+                self.events
+                    .push_back(SessionEvent::Incoming { scid, subprotocol });
+            }
+            Record::Data { scid, data, .. } => match self.subchannels.get(&scid) {
+                Some(SubState::Open | SubState::LocalClosed) => {
+                    self.events.push_back(SessionEvent::Data { scid, data })
+                }
+                _ => tracing::debug!("dropping DATA for subchannel {scid}, which is not readable"),
+            },
+            Record::Close { scid, .. } => match self.subchannels.get(&scid).copied() {
+                Some(SubState::Open) if self.half_close => {
+                    self.subchannels.insert(scid, SubState::RemoteClosed);
+                    self.events.push_back(SessionEvent::ReadClosed { scid });
+                }
+                Some(SubState::Open) => {
+                    // full close, as Python does: answer with our own CLOSE at once
+                    self.events.push_back(SessionEvent::ReadClosed { scid });
+                    if let Err(e) = self.outbound.close(scid) {
+                        tracing::warn!("cannot answer CLOSE: {e}");
+                    }
+                    self.subchannels.remove(&scid);
+                    self.events.push_back(SessionEvent::Closed { scid });
+                }
+                Some(SubState::LocalClosed) => {
+                    self.subchannels.remove(&scid);
+                    self.events.push_back(SessionEvent::ReadClosed { scid });
+                    self.events.push_back(SessionEvent::Closed { scid });
+                }
+                _ => tracing::debug!("ignoring CLOSE for subchannel {scid}"),
+            },
+            _ => unreachable!("only reliable records are dispatched"),
+        }
+    }
+
+    /// Hands the records due on the connection to `send`, control records first, until about
+    /// `budget` bytes went out. Returns whether more are waiting.
+    pub fn transmit(&mut self, budget: usize, mut send: impl FnMut(&Record)) -> bool {
+        if !self.connected {
+            return false;
+        }
+        let mut spent = 0;
+        while let Some(r) = self.control.pop_front() {
+            spent += r.encoded_len();
+            send(&r);
+        }
+        while spent < budget {
+            let Some(r) = self.outbound.get(self.next_unsent) else {
+                return false;
+            };
+            spent += r.encoded_len();
+            send(r);
+            self.next_unsent += 1;
+        }
+        self.outbound.get(self.next_unsent).is_some()
+    }
+
+    /// Whether anything is waiting to be transmitted.
+    pub fn wants_transmit(&self) -> bool {
+        self.connected
+            && (!self.control.is_empty() || self.outbound.get(self.next_unsent).is_some())
+    }
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

@@ -1,0 +1,340 @@
+//! Deterministic tests of [`Session`]: two sessions joined by an in-memory "connection" that the
+//! test can cut, with explicit time.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+
+const PING: Duration = Duration::from_secs(30);
+
+struct Link {
+    l: Session,
+    f: Session,
+    /// records in flight, (to_leader, record); cutting the link loses them
+    wire: Vec<(bool, Record)>,
+    log: Vec<(char, Record)>,
+}
+
+impl Link {
+    fn new(half_close: bool) -> Link {
+        Link::at(Instant::now(), half_close)
+    }
+
+    fn at(now: Instant, half_close: bool) -> Link {
+        let mut l = Session::new(Role::Leader, 1 << 20, PING, half_close);
+        let mut f = Session::new(Role::Follower, 1 << 20, PING, half_close);
+        l.connection_made(now);
+        f.connection_made(now);
+        Link {
+            l,
+            f,
+            wire: vec![],
+            log: vec![],
+        }
+    }
+
+    /// Moves records until quiet; with `deliver == false` they are lost in flight.
+    fn pump(&mut self) {
+        for _ in 0..100 {
+            let mut out = Vec::new();
+            self.l
+                .transmit(usize::MAX, |r| out.push((false, r.clone())));
+            self.f.transmit(usize::MAX, |r| out.push((true, r.clone())));
+            if out.is_empty() && self.wire.is_empty() {
+                return;
+            }
+            self.wire.extend(out);
+            for (to_leader, r) in std::mem::take(&mut self.wire) {
+                self.log
+                    .push((if to_leader { 'F' } else { 'L' }, r.clone()));
+                if to_leader {
+                    self.l.received(r)
+                } else {
+                    self.f.received(r)
+                }
+            }
+        }
+        panic!("records kept flowing");
+    }
+
+    fn reconnect(&mut self, now: Instant) {
+        self.wire.clear();
+        self.l.connection_lost();
+        self.f.connection_lost();
+        self.l.connection_made(now);
+        self.f.connection_made(now);
+    }
+}
+
+/// Events other than `Acked`.
+fn events(s: &mut Session) -> Vec<SessionEvent> {
+    std::iter::from_fn(|| s.poll_event())
+        .filter(|e| !matches!(e, SessionEvent::Acked { .. }))
+        .collect()
+}
+
+#[test]
+fn open_data_and_python_style_close() {
+    let mut link = Link::new(false);
+    let scid = link.l.open("hello").unwrap();
+    assert_eq!(scid, 1);
+    link.l.send_data(scid, b"hello\n".to_vec()).unwrap();
+    link.pump();
+    assert_eq!(
+        events(&mut link.f),
+        vec![
+            SessionEvent::Incoming {
+                scid: 1,
+                subprotocol: "hello".into()
+            },
+            SessionEvent::Data {
+                scid: 1,
+                data: b"hello\n".to_vec()
+            },
+        ]
+    );
+    link.f.send_data(1, b"hello\n".to_vec()).unwrap();
+    link.pump();
+    link.log.clear();
+    link.l.close(1).unwrap();
+    assert_eq!(
+        link.l.send_data(1, b"late".to_vec()),
+        Err(SubchannelError::Closed(1))
+    );
+    link.pump();
+    // the reference's example: L: CLOSE(1, seq=2); F: ACK(2), CLOSE(1, seq=1); L: ACK(1)
+    assert_eq!(
+        link.log,
+        vec![
+            ('L', Record::Close { scid: 1, seqnum: 2 }),
+            ('F', Record::Ack(2)),
+            ('F', Record::Close { scid: 1, seqnum: 1 }),
+            ('L', Record::Ack(1)),
+        ]
+    );
+    let le = events(&mut link.l);
+    assert!(
+        le.ends_with(&[
+            SessionEvent::ReadClosed { scid: 1 },
+            SessionEvent::Closed { scid: 1 }
+        ]),
+        "{le:?}"
+    );
+    let fe = events(&mut link.f);
+    assert_eq!(
+        fe,
+        vec![
+            SessionEvent::ReadClosed { scid: 1 },
+            SessionEvent::Closed { scid: 1 }
+        ]
+    );
+    assert_eq!(link.l.open_subchannels(), 0);
+    assert_eq!(link.f.open_subchannels(), 0);
+    assert_eq!(
+        link.f.send_data(1, b"x".to_vec()),
+        Err(SubchannelError::Unknown(1))
+    );
+}
+
+#[test]
+fn scids_are_odd_for_the_leader_and_even_for_the_follower() {
+    let mut link = Link::new(false);
+    assert_eq!(
+        [link.l.open("a").unwrap(), link.l.open("a").unwrap()],
+        [1, 3]
+    );
+    assert_eq!(
+        [link.f.open("a").unwrap(), link.f.open("a").unwrap()],
+        [2, 4]
+    );
+}
+
+#[test]
+fn unacked_records_are_resent_in_order_and_duplicates_dropped() {
+    let now = Instant::now();
+    let mut link = Link::new(false);
+    let scid = link.l.open("p").unwrap();
+    link.l.send_data(scid, b"0".to_vec()).unwrap();
+    link.pump();
+    events(&mut link.f);
+    // sent, then the connection dies before the ACKs come back
+    link.l.send_data(scid, b"1".to_vec()).unwrap();
+    link.l.send_data(scid, b"2".to_vec()).unwrap();
+    let mut sent = Vec::new();
+    link.l.transmit(usize::MAX, |r| sent.push(r.clone()));
+    for r in sent {
+        link.f.received(r); // delivered, but its ACKs are lost with the connection
+    }
+    assert_eq!(events(&mut link.f).len(), 2);
+    link.reconnect(now);
+    // written while offline
+    link.l.connection_lost();
+    link.l.send_data(scid, b"3".to_vec()).unwrap();
+    assert!(!link.l.wants_transmit());
+    link.l.connection_made(now);
+    link.log.clear();
+    link.pump();
+    let resent: Vec<_> = link
+        .log
+        .iter()
+        .filter(|(who, r)| *who == 'L' && r.is_reliable())
+        .map(|(_, r)| r.seqnum().unwrap())
+        .collect();
+    assert_eq!(
+        resent,
+        [2, 3, 4],
+        "the unacked queue is resent in order before the new record"
+    );
+    assert_eq!(
+        events(&mut link.f),
+        vec![SessionEvent::Data {
+            scid,
+            data: b"3".to_vec()
+        }],
+        "duplicates are dropped"
+    );
+    assert_eq!(link.l.unacked_bytes(), 0);
+}
+
+#[test]
+fn acks_release_writer_budget() {
+    let mut link = Link::new(false);
+    let scid = link.l.open("p").unwrap();
+    link.l.send_data(scid, vec![0; 1000]).unwrap();
+    link.l.send_data(scid, vec![0; 500]).unwrap();
+    link.pump();
+    let acked: usize = std::iter::from_fn(|| link.l.poll_event())
+        .map(|e| match e {
+            SessionEvent::Acked { data_bytes } => data_bytes,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(acked, 1500);
+}
+
+#[test]
+fn budget_limits_one_transmit_call() {
+    let mut link = Link::new(false);
+    let scid = link.l.open("p").unwrap();
+    for _ in 0..10 {
+        link.l.send_data(scid, vec![0; 1000]).unwrap();
+    }
+    let mut n = 0;
+    assert!(link.l.transmit(3000, |_| n += 1));
+    assert_eq!(n, 4); // OPEN plus three DATA reach the budget
+    assert!(link.l.wants_transmit());
+}
+
+#[test]
+fn leader_pings_and_declares_a_silent_connection_dead() {
+    let now = Instant::now();
+    let mut link = Link::at(now, false);
+    assert_eq!(link.f.poll_timeout(), None, "the follower never pings");
+    assert_eq!(link.l.poll_timeout(), Some(now + PING));
+    assert_eq!(link.l.handle_timeout(now + PING), Liveness::Fine);
+    link.log.clear();
+    link.pump();
+    assert!(
+        matches!(link.log.as_slice(), [('L', Record::Ping(a)), ('F', Record::Pong(b))] if a == b)
+    );
+    assert_eq!(
+        link.l.handle_timeout(now + PING * 2),
+        Liveness::Fine,
+        "answered: a new ping"
+    );
+    // this one is lost
+    let mut lost = Vec::new();
+    link.l.transmit(usize::MAX, |r| lost.push(r.clone()));
+    assert!(matches!(lost.as_slice(), [Record::Ping(_)]));
+    assert_eq!(
+        link.l
+            .handle_timeout(now + PING * 3 - Duration::from_millis(1)),
+        Liveness::Fine
+    );
+    assert_eq!(link.l.handle_timeout(now + PING * 3), Liveness::Dead);
+    // a PONG with an unknown id changes nothing
+    link.l.received(Record::Pong([9, 9, 9, 9]));
+    assert_eq!(link.l.handle_timeout(now + PING * 3), Liveness::Dead);
+}
+
+#[test]
+fn half_close_between_our_peers() {
+    let mut link = Link::new(true);
+    let scid = link.l.open("p").unwrap();
+    link.l.send_data(scid, b"request".to_vec()).unwrap();
+    link.l.close(scid).unwrap();
+    link.pump();
+    assert_eq!(
+        events(&mut link.f),
+        vec![
+            SessionEvent::Incoming {
+                scid,
+                subprotocol: "p".into()
+            },
+            SessionEvent::Data {
+                scid,
+                data: b"request".to_vec()
+            },
+            SessionEvent::ReadClosed { scid },
+        ]
+    );
+    // the follower still answers after the leader's CLOSE
+    link.f.send_data(scid, b"response".to_vec()).unwrap();
+    link.f.close(scid).unwrap();
+    link.pump();
+    assert_eq!(
+        events(&mut link.l),
+        vec![
+            SessionEvent::Data {
+                scid,
+                data: b"response".to_vec()
+            },
+            SessionEvent::ReadClosed { scid },
+            SessionEvent::Closed { scid },
+        ]
+    );
+    assert_eq!(events(&mut link.f), vec![SessionEvent::Closed { scid }]);
+}
+
+#[test]
+fn records_for_unknown_subchannels_are_acked_and_dropped() {
+    let mut s = Session::new(Role::Follower, 1 << 20, PING, false);
+    s.connection_made(Instant::now());
+    s.received(Record::Data {
+        scid: 77,
+        seqnum: 0,
+        data: b"x".to_vec(),
+    });
+    s.received(Record::Close {
+        scid: 77,
+        seqnum: 1,
+    });
+    s.received(Record::Open {
+        scid: 5,
+        seqnum: 2,
+        subprotocol: "a".into(),
+    });
+    s.received(Record::Open {
+        scid: 5,
+        seqnum: 3,
+        subprotocol: "b".into(),
+    });
+    let mut acks = Vec::new();
+    s.transmit(usize::MAX, |r| acks.push(r.clone()));
+    assert_eq!(
+        acks,
+        vec![
+            Record::Ack(0),
+            Record::Ack(1),
+            Record::Ack(2),
+            Record::Ack(3)
+        ]
+    );
+    assert_eq!(
+        events(&mut s),
+        vec![SessionEvent::Incoming {
+            scid: 5,
+            subprotocol: "a".into()
+        }]
+    );
+}
