@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use super::noise::{sealed_len, Handshake, Transport};
+use super::noise::{sealed_len, Handshake, Opener, Sealer, Transport};
 use super::{L2Error, Role};
 use crate::dilation::record::Record;
 use crate::key::Key;
@@ -33,10 +33,8 @@ enum State {
 pub struct L2Connection {
     role: Role,
     state: State,
-    inbuf: Vec<u8>,
-    consumed: usize,
+    reader: FrameReader,
     outbuf: Vec<u8>,
-    max_frame: usize,
     events: VecDeque<L2Event>,
     psk: Key,
     ephemeral: Option<[u8; 32]>,
@@ -59,10 +57,8 @@ impl L2Connection {
         let mut c = L2Connection {
             role,
             state: State::AwaitPrologue,
-            inbuf: Vec::new(),
-            consumed: 0,
+            reader: FrameReader::new(DEFAULT_MAX_FRAME),
             outbuf: Vec::new(),
-            max_frame: DEFAULT_MAX_FRAME,
             events: VecDeque::new(),
             psk: *psk,
             ephemeral,
@@ -78,7 +74,7 @@ impl L2Connection {
     }
 
     pub fn set_max_frame(&mut self, max: usize) {
-        self.max_frame = max;
+        self.reader.max_frame = max;
     }
 
     pub fn role(&self) -> Role {
@@ -138,27 +134,38 @@ impl L2Connection {
         if matches!(self.state, State::Failed) {
             return Err(L2Error::Closed);
         }
-        self.inbuf.extend_from_slice(data);
+        self.reader.push(data);
         let result = self.process();
         if result.is_err() {
             self.state = State::Failed;
         }
-        if self.consumed > 0 && (self.consumed == self.inbuf.len() || self.consumed > 1 << 16) {
-            self.inbuf.drain(..self.consumed);
-            self.consumed = 0;
-        }
+        self.reader.compact();
         result
     }
 
-    fn pending(&self) -> &[u8] {
-        &self.inbuf[self.consumed..]
+    /// Splits an open connection into its sending and receiving halves, so that encryption and
+    /// decryption can run in different tasks. Drain the events first.
+    pub fn into_halves(self) -> Result<(SendHalf, RecvHalf), L2Connection> {
+        match self.state {
+            State::Open(t) => {
+                let (sealer, opener) = t.split();
+                Ok((
+                    SendHalf { sealer },
+                    RecvHalf {
+                        opener,
+                        reader: self.reader,
+                    },
+                ))
+            }
+            _ => Err(self),
+        }
     }
 
     fn process(&mut self) -> Result<(), L2Error> {
         loop {
             match &mut self.state {
                 State::AwaitRelayOk => {
-                    let p = self.pending();
+                    let p = self.reader.pending();
                     let n = p.len().min(3);
                     if p[..n] != b"ok\n"[..n] {
                         let text = String::from_utf8_lossy(&p[..p.len().min(64)]).into_owned();
@@ -167,13 +174,13 @@ impl L2Connection {
                     if n < 3 {
                         return Ok(());
                     }
-                    self.consumed += 3;
+                    self.reader.consume(3);
                     self.outbuf.extend_from_slice(self.role.prologue());
                     self.state = State::AwaitPrologue;
                 }
                 State::AwaitPrologue => {
                     let expected = self.role.peer().prologue();
-                    let p = self.pending();
+                    let p = self.reader.pending();
                     let n = p.len().min(expected.len());
                     if p[..n] != expected[..n] {
                         return Err(L2Error::BadPrologue);
@@ -181,7 +188,7 @@ impl L2Connection {
                     if n < expected.len() {
                         return Ok(());
                     }
-                    self.consumed += expected.len();
+                    self.reader.consume(expected.len());
                     let mut hs =
                         Handshake::new(self.role == Role::Leader, &self.psk, self.ephemeral);
                     if self.role == Role::Leader {
@@ -191,7 +198,7 @@ impl L2Connection {
                     self.state = State::AwaitHandshake(Box::new(hs));
                 }
                 State::AwaitHandshake(_) => {
-                    let Some(frame) = self.next_frame()? else {
+                    let Some(frame) = self.reader.next_frame()? else {
                         return Ok(());
                     };
                     let State::AwaitHandshake(mut hs) =
@@ -211,7 +218,7 @@ impl L2Connection {
                     }
                 }
                 State::AwaitKcm(_) => {
-                    let Some(frame) = self.next_frame()? else {
+                    let Some(frame) = self.reader.next_frame()? else {
                         return Ok(());
                     };
                     let State::AwaitKcm(mut t) = std::mem::replace(&mut self.state, State::Failed)
@@ -226,7 +233,7 @@ impl L2Connection {
                     self.events.push_back(L2Event::Ready);
                 }
                 State::Open(_) => {
-                    let Some(frame) = self.next_frame()? else {
+                    let Some(frame) = self.reader.next_frame()? else {
                         return Ok(());
                     };
                     let State::Open(t) = &mut self.state else {
@@ -238,6 +245,43 @@ impl L2Connection {
                 }
                 State::Failed => return Err(L2Error::Closed),
             }
+        }
+    }
+}
+
+/// Cuts `be4(len) || payload` frames out of a byte stream, refusing frames over a size limit
+/// before buffering them.
+pub struct FrameReader {
+    buf: Vec<u8>,
+    consumed: usize,
+    max_frame: usize,
+}
+
+impl FrameReader {
+    pub fn new(max_frame: usize) -> FrameReader {
+        FrameReader {
+            buf: Vec::new(),
+            consumed: 0,
+            max_frame,
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.consumed..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.consumed += n;
+    }
+
+    fn compact(&mut self) {
+        if self.consumed > 0 && (self.consumed == self.buf.len() || self.consumed > 1 << 16) {
+            self.buf.drain(..self.consumed);
+            self.consumed = 0;
         }
     }
 
@@ -260,6 +304,43 @@ impl L2Connection {
         let frame = p[4..4 + len].to_vec();
         self.consumed += 4 + len;
         Ok(Some(frame))
+    }
+}
+
+/// The sending half of an open connection.
+pub struct SendHalf {
+    sealer: Sealer,
+}
+
+impl SendHalf {
+    /// Appends the frame carrying `record` to `out`.
+    pub fn seal_record(&mut self, record: &Record, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+        scratch.clear();
+        record.encode_into(scratch);
+        self.sealer.seal_frame(scratch, out);
+    }
+}
+
+/// The receiving half of an open connection.
+pub struct RecvHalf {
+    opener: Opener,
+    reader: FrameReader,
+}
+
+impl RecvHalf {
+    /// Feeds bytes from the socket; complete records are appended to `out`. An error means the
+    /// connection must be dropped.
+    pub fn receive(&mut self, data: &[u8], out: &mut Vec<Record>) -> Result<(), L2Error> {
+        self.reader.push(data);
+        let result = (|| {
+            while let Some(frame) = self.reader.next_frame()? {
+                let plain = self.opener.open_frame(frame)?;
+                out.push(Record::decode(&plain)?);
+            }
+            Ok(())
+        })();
+        self.reader.compact();
+        result
     }
 }
 

@@ -63,15 +63,24 @@ impl Handshake {
         } else {
             (r_to_i, i_to_r)
         };
-        Transport { send, recv }
+        Transport {
+            send: Sealer(send),
+            recv: Opener(recv),
+        }
     }
 }
 
 /// The two transport ciphers of one connection.
 pub struct Transport {
-    send: CipherState<ChaCha20Poly1305>,
-    recv: CipherState<ChaCha20Poly1305>,
+    send: Sealer,
+    recv: Opener,
 }
+
+/// The sending cipher: seals records into frames.
+pub struct Sealer(CipherState<ChaCha20Poly1305>);
+
+/// The receiving cipher: opens frames into records.
+pub struct Opener(CipherState<ChaCha20Poly1305>);
 
 /// Length of the frame payload that carries a record of `plaintext_len` bytes.
 pub fn sealed_len(plaintext_len: usize) -> usize {
@@ -80,6 +89,20 @@ pub fn sealed_len(plaintext_len: usize) -> usize {
 }
 
 impl Transport {
+    pub fn seal_frame(&mut self, plaintext: &[u8], out: &mut Vec<u8>) {
+        self.send.seal_frame(plaintext, out)
+    }
+
+    pub fn open_frame(&mut self, payload: Vec<u8>) -> Result<Vec<u8>, L2Error> {
+        self.recv.open_frame(payload)
+    }
+
+    pub fn split(self) -> (Sealer, Opener) {
+        (self.send, self.recv)
+    }
+}
+
+impl Sealer {
     /// Appends the frame (`be4(len)` and the encrypted chunks) carrying `plaintext` to `out`.
     pub fn seal_frame(&mut self, plaintext: &[u8], out: &mut Vec<u8>) {
         let len = sealed_len(plaintext.len());
@@ -92,10 +115,12 @@ impl Transport {
             let start = out.len();
             out.extend_from_slice(chunk);
             out.resize(start + chunk.len() + 16, 0);
-            self.send.encrypt_in_place(&mut out[start..], chunk.len());
+            self.0.encrypt_in_place(&mut out[start..], chunk.len());
         }
     }
+}
 
+impl Opener {
     /// Decrypts a frame payload (one or more Noise messages) in place and returns the plaintext.
     pub fn open_frame(&mut self, mut payload: Vec<u8>) -> Result<Vec<u8>, L2Error> {
         let mut plain_len = 0;
@@ -106,7 +131,7 @@ impl Transport {
                 return Err(L2Error::Noise("truncated transport message".into()));
             }
             let n = self
-                .recv
+                .0
                 .decrypt_in_place(&mut payload[read..read + chunk_len], chunk_len)
                 .map_err(|_| L2Error::Noise("transport message did not decrypt".into()))?;
             payload.copy_within(read..read + n, plain_len);

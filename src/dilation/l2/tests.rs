@@ -250,3 +250,45 @@ fn frame_limit_is_configurable() {
         })
     );
 }
+
+#[test]
+fn halves_keep_the_ciphers_and_buffered_bytes() {
+    let (mut l, mut f) = open_pair();
+    l.send_record(&Record::Ack(1));
+    let out = l.take_output();
+    // half a frame arrives before the split
+    f.receive(&out[..5]).unwrap();
+    let (mut lsend, _lrecv) = l.into_halves().ok().unwrap();
+    let (_fsend, mut frecv) = f.into_halves().ok().unwrap();
+    let mut records = Vec::new();
+    frecv.receive(&out[5..], &mut records).unwrap();
+    let (mut wire, mut scratch) = (Vec::new(), Vec::new());
+    lsend.seal_record(
+        &Record::Data {
+            scid: 1,
+            seqnum: 0,
+            data: vec![1; 100_000],
+        },
+        &mut wire,
+        &mut scratch,
+    );
+    frecv.receive(&wire, &mut records).unwrap();
+    assert_eq!(
+        records,
+        vec![
+            Record::Ack(1),
+            Record::Data {
+                scid: 1,
+                seqnum: 0,
+                data: vec![1; 100_000]
+            }
+        ]
+    );
+    let mut bad = Vec::new();
+    lsend.seal_record(&Record::Ack(2), &mut bad, &mut scratch);
+    *bad.last_mut().unwrap() ^= 0x80;
+    assert!(frecv.receive(&bad, &mut records).is_err());
+    // a connection that is not open does not split
+    let (l, _) = pair();
+    assert!(l.into_halves().is_err());
+}
