@@ -30,9 +30,8 @@ pub enum WormholeEvent {
     CodeAllocated(String),
     Nameplates(Vec<String>),
     /// The first peer message decrypted: the key is confirmed; compare the verifier.
-    KeyConfirmed {
-        verifier: Key,
-    },
+    /// `dilation_key` is the Noise PSK of the Dilation layer.
+    KeyConfirmed { verifier: Key, dilation_key: Key },
     /// The peer's `version` phase.
     PeerVersions {
         app_versions: Value,
@@ -356,6 +355,7 @@ impl WormholeCore {
             self.confirmed = true;
             self.events.push_back(WormholeEvent::KeyConfirmed {
                 verifier: key::verifier(&key),
+                dilation_key: key::dilation_key(&key),
             });
             for (phase, plaintext) in std::mem::take(&mut self.unconfirmed_out) {
                 self.add_encrypted(&phase, &plaintext);

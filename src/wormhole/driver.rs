@@ -33,6 +33,8 @@ pub struct Wormhole {
     stash: VecDeque<WormholeEvent>,
     outcome: Option<Result<Mood, WormholeError>>,
     task: JoinHandle<()>,
+    dilation_key: Option<Key>,
+    peer_can_dilate: Option<Vec<String>>,
 }
 
 impl Wormhole {
@@ -57,6 +59,8 @@ impl Wormhole {
             stash: VecDeque::new(),
             outcome: None,
             task,
+            dilation_key: None,
+            peer_can_dilate: None,
         };
         wormhole
             .wait_for(|e| matches!(e, WormholeEvent::MailboxConnected).then_some(()))
@@ -94,12 +98,32 @@ impl Wormhole {
         let _ = self.commands.send(Command::Ping(n));
     }
 
-    /// The next event, or `None` after `Closed` was returned.
+    /// The next event, or `None` after `Closed` was returned. Cancel-safe.
     pub async fn next_event(&mut self) -> Option<WormholeEvent> {
         match self.stash.pop_front() {
             Some(e) => Some(e),
-            None => self.events.recv().await,
+            None => self.recv_event().await,
         }
+    }
+
+    async fn recv_event(&mut self) -> Option<WormholeEvent> {
+        let event = self.events.recv().await?;
+        match &event {
+            WormholeEvent::KeyConfirmed { dilation_key, .. } => self.dilation_key = Some(*dilation_key),
+            WormholeEvent::PeerVersions { can_dilate, .. } => self.peer_can_dilate = Some(can_dilate.clone()),
+            _ => {}
+        }
+        Some(event)
+    }
+
+    /// The Dilation key, once the key is confirmed.
+    pub fn dilation_key(&self) -> Option<Key> {
+        self.dilation_key
+    }
+
+    /// The peer's `can-dilate` list, once its `version` arrived.
+    pub fn peer_can_dilate(&self) -> Option<&[String]> {
+        self.peer_can_dilate.as_deref()
     }
 
     /// Waits for the first event `pick` accepts, keeping the others. A `Closed` event ends the
@@ -119,7 +143,7 @@ impl Wormhole {
                     .err()
                     .unwrap_or(WormholeError::SessionClosed));
             }
-            let Some(event) = self.events.recv().await else {
+            let Some(event) = self.recv_event().await else {
                 self.outcome = Some(Err(WormholeError::SessionClosed));
                 continue;
             };
@@ -143,7 +167,7 @@ impl Wormhole {
 
     pub async fn verifier(&mut self) -> Result<Key, WormholeError> {
         self.wait_for(|e| match e {
-            WormholeEvent::KeyConfirmed { verifier } => Some(*verifier),
+            WormholeEvent::KeyConfirmed { verifier, .. } => Some(*verifier),
             _ => None,
         })
         .await

@@ -150,7 +150,7 @@ fn messages(events: &[WormholeEvent]) -> Vec<Vec<u8>> {
 
 fn verifier(events: &[WormholeEvent]) -> Option<key::Key> {
     events.iter().find_map(|e| match e {
-        WormholeEvent::KeyConfirmed { verifier } => Some(*verifier),
+        WormholeEvent::KeyConfirmed { verifier, .. } => Some(*verifier),
         _ => None,
     })
 }

@@ -145,11 +145,11 @@ impl L2Connection {
 
     /// Splits an open connection into its sending and receiving halves, so that encryption and
     /// decryption can run in different tasks. Drain the events first.
-    pub fn into_halves(self) -> Result<(SendHalf, RecvHalf), L2Connection> {
+    pub fn into_halves(self) -> Option<(SendHalf, RecvHalf)> {
         match self.state {
             State::Open(t) => {
                 let (sealer, opener) = t.split();
-                Ok((
+                Some((
                     SendHalf { sealer },
                     RecvHalf {
                         opener,
@@ -157,7 +157,7 @@ impl L2Connection {
                     },
                 ))
             }
-            _ => Err(self),
+            _ => None,
         }
     }
 

@@ -1,0 +1,160 @@
+//! The tokio driver of Dilation: [`Wormhole::dilate`] turns a wormhole into a [`Dilated`]
+//! session that opens and accepts [`Subchannel`] streams over the best connection it can find,
+//! and re-establishes that connection whenever it is lost.
+
+mod connector;
+mod link;
+mod subchannel;
+mod task;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+pub use connector::PathKind;
+pub use subchannel::{Subchannel, MAX_DATA};
+
+use super::hints::RelayLocation;
+use super::l2::Role;
+use super::manager::DilationError;
+use crate::wormhole::{Mood, Wormhole, WormholeError, WormholeEvent};
+
+/// How a Dilation behaves.
+#[derive(Debug, Clone)]
+pub struct DilationConfig {
+    /// Transit relay for our relay hint (and our own relay connection); `None`: no relay of ours.
+    pub relay: Option<RelayLocation>,
+    /// No listener and no direct hints.
+    pub no_listen: bool,
+    /// The Leader's ping interval; a connection without PONG for a whole interval is dropped.
+    pub ping_interval: Duration,
+    /// A Leader whose generation did not connect within this starts a new one.
+    pub generation_timeout: Duration,
+    /// A Leader waits this long after a relay candidate for a direct one.
+    pub relay_grace: Duration,
+    /// Bound on unacknowledged bytes sent (shared by all subchannels); writers wait beyond it.
+    pub unacked_limit: usize,
+    /// Bound on received bytes buffered per subchannel before reading the connection pauses.
+    pub inbound_limit: usize,
+    /// OPENs held per subprotocol while nobody listens for it; more are closed.
+    pub max_pending_opens: usize,
+    pub connect_timeout: Duration,
+    pub handshake_timeout: Duration,
+    /// On close, how long to wait for the peer to acknowledge what we sent.
+    pub flush_timeout: Duration,
+    /// Fixes our Dilation side (16 hex digits) instead of a random one; the larger side leads.
+    /// For tests that need a given role.
+    pub side: Option<String>,
+}
+
+impl Default for DilationConfig {
+    fn default() -> DilationConfig {
+        DilationConfig {
+            relay: None,
+            no_listen: false,
+            ping_interval: Duration::from_secs(30),
+            generation_timeout: Duration::from_secs(10),
+            relay_grace: Duration::from_millis(500),
+            unacked_limit: super::reliability::DEFAULT_UNACKED_LIMIT,
+            inbound_limit: 1 << 20,
+            max_pending_opens: 64,
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(30),
+            flush_timeout: Duration::from_secs(5),
+            side: None,
+        }
+    }
+}
+
+/// What a dilated session reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DilationEvent {
+    /// Everything the wormhole reports, except the Dilation messages themselves.
+    Wormhole(WormholeEvent),
+    Connecting { role: Role, generation: u32 },
+    Connected { generation: u32, path: PathKind, peer: SocketAddr },
+    Reconnecting { generation: u32 },
+    Failed(DilationError),
+}
+
+pub(crate) enum TaskCommand {
+    Open { subprotocol: String, reply: oneshot::Sender<Result<Subchannel, DilationError>> },
+    Listen { subprotocol: String, accept: mpsc::Sender<Subchannel> },
+    SendMessage(Vec<u8>),
+    Close,
+}
+
+/// A dilated wormhole.
+pub struct Dilated {
+    commands: mpsc::UnboundedSender<TaskCommand>,
+    events: mpsc::UnboundedReceiver<DilationEvent>,
+    task: JoinHandle<Result<Mood, WormholeError>>,
+}
+
+/// Accepts the subchannels the peer opens for one subprotocol.
+pub struct SubchannelListener {
+    accept: mpsc::Receiver<Subchannel>,
+}
+
+impl SubchannelListener {
+    /// The next subchannel, or `None` once the session ended.
+    pub async fn accept(&mut self) -> Option<Subchannel> {
+        self.accept.recv().await
+    }
+}
+
+impl Wormhole {
+    /// Dilates this wormhole. Dilation starts once the key is confirmed and the peer's `version`
+    /// says it can dilate; subchannels can be requested at once.
+    pub fn dilate(self, config: DilationConfig) -> Dilated {
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (event_tx, events) = mpsc::unbounded_channel();
+        let task = tokio::spawn(task::run(self, config, command_rx, event_tx));
+        Dilated { commands, events, task }
+    }
+}
+
+impl Dilated {
+    /// Opens a subchannel for `subprotocol` (DATA may be queued before the connection exists).
+    pub async fn open(&self, subprotocol: &str) -> Result<Subchannel, DilationError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = TaskCommand::Open { subprotocol: subprotocol.into(), reply };
+        self.commands.send(cmd).map_err(|_| DilationError::Stopped)?;
+        rx.await.map_err(|_| DilationError::Stopped)?
+    }
+
+    /// Accepts subchannels the peer opens for `subprotocol` (including ones that arrived before).
+    pub fn listen(&self, subprotocol: &str) -> SubchannelListener {
+        let (accept, rx) = mpsc::channel(64);
+        let _ = self.commands.send(TaskCommand::Listen { subprotocol: subprotocol.into(), accept });
+        SubchannelListener { accept: rx }
+    }
+
+    /// Sends an application message through the mailbox.
+    pub fn send_message(&self, message: Vec<u8>) {
+        let _ = self.commands.send(TaskCommand::SendMessage(message));
+    }
+
+    pub async fn next_event(&mut self) -> Option<DilationEvent> {
+        self.events.recv().await
+    }
+
+    /// Waits until an event `pick` accepts; other events are dropped.
+    pub async fn wait_for<T>(&mut self, mut pick: impl FnMut(&DilationEvent) -> Option<T>) -> Option<T> {
+        while let Some(e) = self.events.recv().await {
+            if let Some(v) = pick(&e) {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    /// Flushes what was sent (bounded by the flush timeout), stops Dilation and closes the
+    /// wormhole.
+    pub async fn close(self) -> Result<Mood, WormholeError> {
+        let _ = self.commands.send(TaskCommand::Close);
+        self.task.await.unwrap_or(Err(WormholeError::SessionClosed))
+    }
+}

@@ -1,0 +1,222 @@
+//! [`Subchannel`]: one Dilation subchannel as a tokio `AsyncRead + AsyncWrite` stream.
+//!
+//! Writes take permits from the Dilation's write budget (the bound on unacknowledged bytes), so
+//! a writer waits when the peer is slow to acknowledge. Reads come from a per-subchannel buffer
+//! that the Dilation task fills; while any buffer is over its limit the task stops reading the
+//! connection, so a slow reader slows the peer's writer through TCP, as in Python.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio_util::sync::PollSemaphore;
+
+use crate::dilation::record::{Scid, DATA_HEADER};
+use crate::dilation::l2::noise::MAX_CHUNK_PLAINTEXT;
+
+/// Largest DATA payload we send: one record fits one Noise message.
+pub const MAX_DATA: usize = MAX_CHUNK_PLAINTEXT - DATA_HEADER;
+
+/// From a subchannel to the Dilation task.
+#[derive(Debug)]
+pub(crate) enum SubCommand {
+    /// As many write-budget permits as `data` has bytes were taken for it.
+    Data { scid: Scid, data: Vec<u8> },
+    /// No more data from us (shutdown or drop).
+    Close { scid: Scid },
+    /// The stream was dropped: discard what arrives for it.
+    Dropped { scid: Scid },
+}
+
+#[derive(Debug, Default)]
+struct Inbound {
+    chunks: VecDeque<Vec<u8>>,
+    offset: usize,
+    bytes: usize,
+    eof: bool,
+    reset: bool,
+    reader: Option<Waker>,
+}
+
+/// The part of a subchannel the Dilation task writes into.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    inbound: Mutex<Inbound>,
+    /// Writes are refused: the subchannel was closed for writing by the task (full close).
+    write_refused: AtomicBool,
+    limit: usize,
+    /// Wakes the Dilation task when a reader drained its buffer below the limit.
+    resume: Arc<Notify>,
+}
+
+impl Shared {
+    pub(crate) fn new(limit: usize, resume: Arc<Notify>) -> Arc<Shared> {
+        Arc::new(Shared { inbound: Mutex::new(Inbound::default()), write_refused: AtomicBool::new(false), limit, resume })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inbound> {
+        self.inbound.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends received data; returns whether the buffer is now over its limit.
+    pub(crate) fn push(&self, data: Vec<u8>) -> bool {
+        let mut i = self.lock();
+        i.bytes += data.len();
+        i.chunks.push_back(data);
+        if let Some(w) = i.reader.take() {
+            w.wake();
+        }
+        i.bytes > self.limit
+    }
+
+    pub(crate) fn is_over_limit(&self) -> bool {
+        self.lock().bytes > self.limit
+    }
+
+    /// The peer will send no more: readers see end-of-stream after the buffered data.
+    pub(crate) fn finish(&self) {
+        let mut i = self.lock();
+        i.eof = true;
+        if let Some(w) = i.reader.take() {
+            w.wake();
+        }
+    }
+
+    /// Refuses further writes (the subchannel is fully closed).
+    pub(crate) fn refuse_writes(&self) {
+        self.write_refused.store(true, Ordering::Relaxed);
+    }
+
+    /// The Dilation ended under the stream: reads fail once the buffer is drained.
+    pub(crate) fn reset(&self) {
+        self.refuse_writes();
+        let mut i = self.lock();
+        i.reset = true;
+        if let Some(w) = i.reader.take() {
+            w.wake();
+        }
+    }
+}
+
+/// One subchannel stream.
+pub struct Subchannel {
+    scid: Scid,
+    subprotocol: String,
+    shared: Arc<Shared>,
+    commands: mpsc::UnboundedSender<SubCommand>,
+    budget: PollSemaphore,
+    write_closed: bool,
+}
+
+impl Subchannel {
+    pub(crate) fn new(
+        scid: Scid,
+        subprotocol: &str,
+        shared: Arc<Shared>,
+        commands: mpsc::UnboundedSender<SubCommand>,
+        budget: Arc<Semaphore>,
+    ) -> Subchannel {
+        Subchannel {
+            scid,
+            subprotocol: subprotocol.into(),
+            shared,
+            commands,
+            budget: PollSemaphore::new(budget),
+            write_closed: false,
+        }
+    }
+
+    pub fn id(&self) -> Scid {
+        self.scid
+    }
+
+    pub fn subprotocol(&self) -> &str {
+        &self.subprotocol
+    }
+}
+
+impl AsyncRead for Subchannel {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let mut i = this.shared.lock();
+        let was_over = i.bytes > this.shared.limit;
+        let mut copied = 0;
+        while buf.remaining() > 0 {
+            let offset = i.offset;
+            let Some(front) = i.chunks.front() else { break };
+            let n = (front.len() - offset).min(buf.remaining());
+            buf.put_slice(&front[offset..offset + n]);
+            copied += n;
+            if offset + n == front.len() {
+                i.chunks.pop_front();
+                i.offset = 0;
+            } else {
+                i.offset += n;
+            }
+        }
+        i.bytes -= copied;
+        if was_over && i.bytes <= this.shared.limit {
+            this.shared.resume.notify_one();
+        }
+        if copied > 0 || i.eof {
+            return Poll::Ready(Ok(()));
+        }
+        if i.reset {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionReset, "the Dilation session ended")));
+        }
+        i.reader = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl AsyncWrite for Subchannel {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.write_closed || this.shared.write_refused.load(Ordering::Relaxed) {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "subchannel is closed for writing")));
+        }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let n = buf.len().min(MAX_DATA);
+        match this.budget.poll_acquire_many(cx, n as u32) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => {
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "the Dilation session ended")))
+            }
+            Poll::Ready(Some(permit)) => permit.forget(),
+        }
+        let data = buf[..n].to_vec();
+        if this.commands.send(SubCommand::Data { scid: this.scid, data }).is_err() {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "the Dilation session ended")));
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.write_closed {
+            this.write_closed = true;
+            let _ = this.commands.send(SubCommand::Close { scid: this.scid });
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for Subchannel {
+    fn drop(&mut self) {
+        if !self.write_closed {
+            let _ = self.commands.send(SubCommand::Close { scid: self.scid });
+        }
+        let _ = self.commands.send(SubCommand::Dropped { scid: self.scid });
+    }
+}
