@@ -50,6 +50,7 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 #[tokio::test]
 async fn rust_to_rust_subchannel_echo_direct() {
     common::init_logging();
+    common::require_loopback_only();
     let server = common::MailboxServer::start();
     tokio::time::timeout(Duration::from_secs(60), async {
         let (mut a, mut b) = pair(&server.url(), with_side(LEADER), with_side(FOLLOWER)).await;
@@ -95,6 +96,7 @@ async fn rust_to_rust_subchannel_echo_direct() {
 #[tokio::test]
 async fn rust_to_rust_relay_only() {
     common::init_logging();
+    common::require_loopback_only();
     let server = common::MailboxServer::start();
     let relay = common::TransitRelay::start();
     let cfg = |side: &str| DilationConfig {

@@ -250,3 +250,24 @@ pub fn init_logging() {
         .with_test_writer()
         .try_init();
 }
+
+/// Tests with Dilation peers advertise and dial every interface address: they must run where
+/// only loopback exists (`scripts/test.sh` runs them in a loopback-only network namespace).
+/// Set `FOWL_ALLOW_NON_LOOPBACK=1` to run them elsewhere knowingly.
+pub fn require_loopback_only() {
+    if std::env::var_os("FOWL_ALLOW_NON_LOOPBACK").is_some() {
+        return;
+    }
+    let others: Vec<String> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| !i.ip().is_loopback())
+        .map(|i| format!("{} {}", i.name, i.ip()))
+        .collect();
+    assert!(
+        others.is_empty(),
+        "this test dials the machine's interface addresses ({}): run it through scripts/test.sh, \
+         which uses a loopback-only network namespace",
+        others.join(", ")
+    );
+}
