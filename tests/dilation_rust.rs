@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use fowl::dilation::{DilationConfig, DilationEvent, Dilated, PathKind, RelayLocation};
+use fowl::dilation::{Dilated, DilationConfig, DilationEvent, PathKind, RelayLocation};
 use fowl::wormhole::{Mood, Wormhole, WormholeConfig};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,7 +23,10 @@ async fn pair(url: &str, a: DilationConfig, b: DilationConfig) -> (Dilated, Dila
 }
 
 fn with_side(side: &str) -> DilationConfig {
-    DilationConfig { side: Some(side.into()), ..DilationConfig::default() }
+    DilationConfig {
+        side: Some(side.into()),
+        ..DilationConfig::default()
+    }
 }
 
 async fn connected(d: &mut Dilated) -> PathKind {

@@ -12,7 +12,9 @@ pub mod record;
 pub mod reliability;
 pub mod session;
 
-pub use driver::{DilationConfig, DilationEvent, Dilated, PathKind, Subchannel, SubchannelListener};
+pub use driver::{
+    Dilated, DilationConfig, DilationEvent, PathKind, Subchannel, SubchannelListener,
+};
 pub use hints::RelayLocation;
 pub use l2::Role;
 pub use manager::DilationError;

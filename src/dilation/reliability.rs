@@ -6,8 +6,11 @@ use std::collections::VecDeque;
 
 use super::record::{Record, Scid, Seqnum};
 
-/// Default bound on the payload bytes waiting for an ACK; writers wait beyond it.
-pub const DEFAULT_UNACKED_LIMIT: usize = 8 << 20;
+/// Default bound on the record bytes sent and waiting for an ACK. It only bounds memory: TCP
+/// already limits what is in flight. It must stay well above what the socket buffers of both
+/// ends can hold, because while we stop reading a connection (a slow subchannel reader) the ACKs
+/// behind the data are not seen, and an application that writes in order to read would stall.
+pub const DEFAULT_UNACKED_LIMIT: usize = 64 << 20;
 
 /// The sending side: seqnum allocation and the unacked queue.
 #[derive(Debug)]

@@ -30,8 +30,9 @@ pub enum SessionEvent {
     Closed {
         scid: Scid,
     },
-    /// ACKs retired this many DATA payload bytes (writers may send as much again).
-    Acked {
+    /// This many DATA payload bytes went to the connection for the first time (writers may
+    /// queue as much again).
+    Sent {
         data_bytes: usize,
     },
 }
@@ -74,6 +75,11 @@ struct Pinger {
 pub struct Session {
     role: Role,
     outbound: Outbound,
+    /// Highest seqnum ever transmitted: later records are fresh.
+    highest_sent: Option<u32>,
+    /// Bytes of the records sent on this connection and not yet acknowledged.
+    in_flight: usize,
+    unacked_limit: usize,
     inbound: Inbound,
     subchannels: HashMap<Scid, SubState>,
     next_scid: Scid,
@@ -98,6 +104,9 @@ impl Session {
         Session {
             role,
             outbound: Outbound::new(unacked_limit),
+            highest_sent: None,
+            in_flight: 0,
+            unacked_limit,
             inbound: Inbound::default(),
             subchannels: HashMap::new(),
             next_scid: if role == Role::Leader { 1 } else { 2 },
@@ -136,6 +145,7 @@ impl Session {
         self.connected = true;
         self.control.clear();
         self.next_unsent = 0;
+        self.in_flight = 0;
         if self.role == Role::Leader {
             self.pinger = Some(Pinger {
                 interval: self.ping_interval,
@@ -178,11 +188,6 @@ impl Session {
         Ok(scid)
     }
 
-    /// Whether writers must wait for ACKs.
-    pub fn is_write_blocked(&self) -> bool {
-        self.outbound.is_full()
-    }
-
     pub fn send_data(&mut self, scid: Scid, data: Vec<u8>) -> Result<(), SubchannelError> {
         match self.subchannels.get(&scid) {
             Some(SubState::Open | SubState::RemoteClosed) => {
@@ -222,11 +227,11 @@ impl Session {
                 _ => tracing::debug!("ignoring PONG for a ping that is not outstanding"),
             },
             Record::Ack(seqnum) => {
-                let (records, data_bytes) = self.outbound.ack(seqnum);
+                let before = self.outbound.queued_bytes();
+                let (records, _) = self.outbound.ack(seqnum);
+                let retired = before - self.outbound.queued_bytes();
+                self.in_flight = self.in_flight.saturating_sub(retired);
                 self.next_unsent = self.next_unsent.saturating_sub(records);
-                if data_bytes > 0 {
-                    self.events.push_back(SessionEvent::Acked { data_bytes });
-                }
             }
             Record::Open { seqnum, .. }
             | Record::Data { seqnum, .. }
@@ -284,7 +289,8 @@ impl Session {
     }
 
     /// Hands the records due on the connection to `send`, control records first, until about
-    /// `budget` bytes went out. Returns whether more are waiting.
+    /// `budget` bytes went out. Unacknowledged records are resent first; fresh ones go out only
+    /// while the unacknowledged queue is under its limit. Returns whether more are waiting.
     pub fn transmit(&mut self, budget: usize, mut send: impl FnMut(&Record)) -> bool {
         if !self.connected {
             return false;
@@ -294,21 +300,42 @@ impl Session {
             spent += r.encoded_len();
             send(&r);
         }
-        while spent < budget {
+        let mut fresh_data = 0;
+        while spent < budget && self.may_send_next() {
             let Some(r) = self.outbound.get(self.next_unsent) else {
-                return false;
+                break;
             };
+            let seqnum = r.seqnum();
+            if seqnum > self.highest_sent {
+                self.highest_sent = seqnum;
+                if let Record::Data { data, .. } = r {
+                    fresh_data += data.len();
+                }
+            }
             spent += r.encoded_len();
+            self.in_flight += r.encoded_len();
             send(r);
             self.next_unsent += 1;
         }
-        self.outbound.get(self.next_unsent).is_some()
+        if fresh_data > 0 {
+            self.events.push_back(SessionEvent::Sent {
+                data_bytes: fresh_data,
+            });
+        }
+        self.wants_transmit()
+    }
+
+    fn may_send_next(&self) -> bool {
+        let Some(r) = self.outbound.get(self.next_unsent) else {
+            return false;
+        };
+        let resend = r.seqnum() <= self.highest_sent;
+        resend || self.in_flight < self.unacked_limit
     }
 
     /// Whether anything is waiting to be transmitted.
     pub fn wants_transmit(&self) -> bool {
-        self.connected
-            && (!self.control.is_empty() || self.outbound.get(self.next_unsent).is_some())
+        self.connected && (!self.control.is_empty() || self.may_send_next())
     }
 }
 

@@ -31,7 +31,10 @@ pub enum WormholeEvent {
     Nameplates(Vec<String>),
     /// The first peer message decrypted: the key is confirmed; compare the verifier.
     /// `dilation_key` is the Noise PSK of the Dilation layer.
-    KeyConfirmed { verifier: Key, dilation_key: Key },
+    KeyConfirmed {
+        verifier: Key,
+        dilation_key: Key,
+    },
     /// The peer's `version` phase.
     PeerVersions {
         app_versions: Value,

@@ -109,8 +109,12 @@ impl Wormhole {
     async fn recv_event(&mut self) -> Option<WormholeEvent> {
         let event = self.events.recv().await?;
         match &event {
-            WormholeEvent::KeyConfirmed { dilation_key, .. } => self.dilation_key = Some(*dilation_key),
-            WormholeEvent::PeerVersions { can_dilate, .. } => self.peer_can_dilate = Some(can_dilate.clone()),
+            WormholeEvent::KeyConfirmed { dilation_key, .. } => {
+                self.dilation_key = Some(*dilation_key)
+            }
+            WormholeEvent::PeerVersions { can_dilate, .. } => {
+                self.peer_can_dilate = Some(can_dilate.clone())
+            }
             _ => {}
         }
         Some(event)

@@ -230,6 +230,32 @@ impl PyPeer {
         v
     }
 
+    /// Writes one line to the program's stdin.
+    pub async fn send_line(&mut self, line: &str) {
+        use tokio::io::AsyncWriteExt;
+        let stdin = self.child.stdin.as_mut().expect("stdin is piped");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        stdin.flush().await.unwrap();
+    }
+
+    /// Reads lines until the event `name` arrives; returns it and the events passed over.
+    pub async fn until(&mut self, name: &str, limit: Duration) -> (Value, Vec<Value>) {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut skipped = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let v = self.next(left).await;
+            if v["event"] == name {
+                return (v, skipped);
+            }
+            assert_ne!(v["event"], "error", "python peer failed: {v}");
+            skipped.push(v);
+        }
+    }
+
     /// Waits for the process to exit and returns its code.
     pub async fn wait(&mut self, limit: Duration) -> Option<i32> {
         tokio::time::timeout(limit, self.child.wait())

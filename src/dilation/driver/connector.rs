@@ -72,7 +72,11 @@ pub(crate) struct Connector {
 impl Connector {
     /// Starts a generation: listener and hints (reported as an event), our own relay.
     pub async fn start(config: ConnectorConfig, events: mpsc::Sender<ConnectorEvent>) -> Connector {
-        let mut c = Connector { config, events, tasks: JoinSet::new() };
+        let mut c = Connector {
+            config,
+            events,
+            tasks: JoinSet::new(),
+        };
         let mut hints = Vec::new();
         if !c.config.no_listen {
             match bind_listener().await {
@@ -90,7 +94,13 @@ impl Connector {
             hints.push(relay.hint());
             c.dial(relay.host.clone(), relay.port, PathKind::Relay);
         }
-        let _ = c.events.send(ConnectorEvent::Hints { generation: c.config.generation, hints }).await;
+        let _ = c
+            .events
+            .send(ConnectorEvent::Hints {
+                generation: c.config.generation,
+                hints,
+            })
+            .await;
         c
     }
 
@@ -98,11 +108,17 @@ impl Connector {
     pub fn use_hints(&mut self, hints: Vec<Hint>) {
         for hint in hints {
             match hint {
-                Hint::DirectTcp { hostname, port, .. } => self.dial(hostname, port, PathKind::Direct),
+                Hint::DirectTcp { hostname, port, .. } => {
+                    self.dial(hostname, port, PathKind::Direct)
+                }
                 Hint::Relay(inner) => {
                     for h in inner {
                         if let Hint::DirectTcp { hostname, port, .. } = h {
-                            let ours = self.config.relay.as_ref().is_some_and(|r| r.host == hostname && r.port == port);
+                            let ours = self
+                                .config
+                                .relay
+                                .as_ref()
+                                .is_some_and(|r| r.host == hostname && r.port == port);
                             if !ours {
                                 self.dial(hostname, port, PathKind::Relay);
                             }
@@ -121,10 +137,14 @@ impl Connector {
             loop {
                 match dial_once(&config, &host, port, path).await {
                     Ok(candidate) => {
-                        let _ = events.send(ConnectorEvent::Candidate(Box::new(candidate))).await;
+                        let _ = events
+                            .send(ConnectorEvent::Candidate(Box::new(candidate)))
+                            .await;
                         return;
                     }
-                    Err(e) => tracing::debug!("{path} connection to {host}:{port} failed: {e}; retrying in {delay:?}"),
+                    Err(e) => tracing::debug!(
+                        "{path} connection to {host}:{port} failed: {e}; retrying in {delay:?}"
+                    ),
                 }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(MAX_RETRY);
@@ -133,16 +153,26 @@ impl Connector {
     }
 }
 
-async fn dial_once(config: &ConnectorConfig, host: &str, port: u16, path: PathKind) -> Result<Candidate, String> {
+async fn dial_once(
+    config: &ConnectorConfig,
+    host: &str,
+    port: u16,
+    path: PathKind,
+) -> Result<Candidate, String> {
     let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect((host, port)))
         .await
         .map_err(|_| "timed out".to_string())?
         .map_err(|e| e.to_string())?;
-    let line = (path == PathKind::Relay).then(|| relay_line(&key::relay_token(&config.psk), &config.side));
+    let line =
+        (path == PathKind::Relay).then(|| relay_line(&key::relay_token(&config.psk), &config.side));
     handshake(config, stream, line, path).await
 }
 
-async fn accept_loop(listener: TcpListener, config: ConnectorConfig, events: mpsc::Sender<ConnectorEvent>) {
+async fn accept_loop(
+    listener: TcpListener,
+    config: ConnectorConfig,
+    events: mpsc::Sender<ConnectorEvent>,
+) {
     let mut handshakes = JoinSet::new();
     loop {
         tokio::select! {
@@ -167,7 +197,12 @@ async fn accept_loop(listener: TcpListener, config: ConnectorConfig, events: mps
 }
 
 /// Runs the L2 handshake until the peer's KCM arrives.
-async fn handshake(config: &ConnectorConfig, mut stream: TcpStream, relay: Option<Vec<u8>>, path: PathKind) -> Result<Candidate, String> {
+async fn handshake(
+    config: &ConnectorConfig,
+    mut stream: TcpStream,
+    relay: Option<Vec<u8>>,
+    path: PathKind,
+) -> Result<Candidate, String> {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().map_err(|e| e.to_string())?;
     let mut l2 = L2Connection::new(config.role, &config.psk, relay);
@@ -197,8 +232,17 @@ async fn handshake(config: &ConnectorConfig, mut stream: TcpStream, relay: Optio
             l2.receive(&buf[..n]).map_err(|e| e.to_string())?;
         }
     };
-    let events = tokio::time::timeout(config.handshake_timeout, run).await.map_err(|_| "handshake timed out".to_string())??;
-    Ok(Candidate { generation: config.generation, stream, l2, events, path, peer })
+    let events = tokio::time::timeout(config.handshake_timeout, run)
+        .await
+        .map_err(|_| "handshake timed out".to_string())??;
+    Ok(Candidate {
+        generation: config.generation,
+        stream,
+        l2,
+        events,
+        path,
+        peer,
+    })
 }
 
 async fn bind_listener() -> std::io::Result<TcpListener> {
@@ -229,6 +273,13 @@ fn direct_hints(port: u16, ipv6: bool) -> Vec<Hint> {
             IpAddr::V6(v6) => ipv6 && (v6.segments()[0] & 0xffc0) != 0xfe80,
         })
         .collect();
-    let addrs = if addrs.is_empty() { vec![IpAddr::from([127, 0, 0, 1])] } else { addrs };
-    addrs.into_iter().map(|ip| Hint::direct(&ip.to_string(), port)).collect()
+    let addrs = if addrs.is_empty() {
+        vec![IpAddr::from([127, 0, 0, 1])]
+    } else {
+        addrs
+    };
+    addrs
+        .into_iter()
+        .map(|ip| Hint::direct(&ip.to_string(), port))
+        .collect()
 }

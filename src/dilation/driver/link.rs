@@ -28,7 +28,12 @@ pub(crate) struct Link {
 
 impl Link {
     /// Starts the I/O tasks; the connection must be open (handshake and KCMs done).
-    pub fn start(id: u64, stream: TcpStream, l2: L2Connection, events: mpsc::Sender<LinkEvent>) -> Option<Link> {
+    pub fn start(
+        id: u64,
+        stream: TcpStream,
+        l2: L2Connection,
+        events: mpsc::Sender<LinkEvent>,
+    ) -> Option<Link> {
         let (send, recv) = l2.into_halves()?;
         let (read, write) = stream.into_split();
         let (writer, batches) = mpsc::channel(WRITE_BATCHES);
@@ -50,7 +55,12 @@ impl Drop for Link {
     }
 }
 
-async fn read_loop(id: u64, mut read: tokio::net::tcp::OwnedReadHalf, mut recv: RecvHalf, events: mpsc::Sender<LinkEvent>) {
+async fn read_loop(
+    id: u64,
+    mut read: tokio::net::tcp::OwnedReadHalf,
+    mut recv: RecvHalf,
+    events: mpsc::Sender<LinkEvent>,
+) {
     let mut buf = vec![0u8; READ_BUFFER];
     let reason = loop {
         let n = match read.read(&mut buf).await {
@@ -62,7 +72,12 @@ async fn read_loop(id: u64, mut read: tokio::net::tcp::OwnedReadHalf, mut recv: 
         if let Err(e) = recv.receive(&buf[..n], &mut records) {
             break e.to_string();
         }
-        if !records.is_empty() && events.send(LinkEvent::Records { link: id, records }).await.is_err() {
+        if !records.is_empty()
+            && events
+                .send(LinkEvent::Records { link: id, records })
+                .await
+                .is_err()
+        {
             return;
         }
     };
@@ -83,7 +98,12 @@ async fn write_loop(
             send.seal_record(r, &mut out, &mut scratch);
         }
         if let Err(e) = write.write_all(&out).await {
-            let _ = events.send(LinkEvent::Lost { link: id, reason: e.to_string() }).await;
+            let _ = events
+                .send(LinkEvent::Lost {
+                    link: id,
+                    reason: e.to_string(),
+                })
+                .await;
             return;
         }
     }

@@ -34,7 +34,11 @@ pub struct DilationConfig {
     pub generation_timeout: Duration,
     /// A Leader waits this long after a relay candidate for a direct one.
     pub relay_grace: Duration,
-    /// Bound on unacknowledged bytes sent (shared by all subchannels); writers wait beyond it.
+    /// Bytes written to subchannels but not yet handed to the connection (all subchannels
+    /// together); writers wait beyond it, so the connection's TCP backpressure reaches them.
+    pub write_budget: usize,
+    /// Bound on sent but unacknowledged record bytes, kept for resending after a reconnect; no
+    /// fresh record is sent beyond it.
     pub unacked_limit: usize,
     /// Bound on received bytes buffered per subchannel before reading the connection pauses.
     pub inbound_limit: usize,
@@ -57,6 +61,7 @@ impl Default for DilationConfig {
             ping_interval: Duration::from_secs(30),
             generation_timeout: Duration::from_secs(10),
             relay_grace: Duration::from_millis(500),
+            write_budget: 4 << 20,
             unacked_limit: super::reliability::DEFAULT_UNACKED_LIMIT,
             inbound_limit: 1 << 20,
             max_pending_opens: 64,
@@ -73,15 +78,30 @@ impl Default for DilationConfig {
 pub enum DilationEvent {
     /// Everything the wormhole reports, except the Dilation messages themselves.
     Wormhole(WormholeEvent),
-    Connecting { role: Role, generation: u32 },
-    Connected { generation: u32, path: PathKind, peer: SocketAddr },
-    Reconnecting { generation: u32 },
+    Connecting {
+        role: Role,
+        generation: u32,
+    },
+    Connected {
+        generation: u32,
+        path: PathKind,
+        peer: SocketAddr,
+    },
+    Reconnecting {
+        generation: u32,
+    },
     Failed(DilationError),
 }
 
 pub(crate) enum TaskCommand {
-    Open { subprotocol: String, reply: oneshot::Sender<Result<Subchannel, DilationError>> },
-    Listen { subprotocol: String, accept: mpsc::Sender<Subchannel> },
+    Open {
+        subprotocol: String,
+        reply: oneshot::Sender<Result<Subchannel, DilationError>>,
+    },
+    Listen {
+        subprotocol: String,
+        accept: mpsc::Sender<Subchannel>,
+    },
     SendMessage(Vec<u8>),
     Close,
 }
@@ -112,7 +132,11 @@ impl Wormhole {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();
         let task = tokio::spawn(task::run(self, config, command_rx, event_tx));
-        Dilated { commands, events, task }
+        Dilated {
+            commands,
+            events,
+            task,
+        }
     }
 }
 
@@ -120,15 +144,23 @@ impl Dilated {
     /// Opens a subchannel for `subprotocol` (DATA may be queued before the connection exists).
     pub async fn open(&self, subprotocol: &str) -> Result<Subchannel, DilationError> {
         let (reply, rx) = oneshot::channel();
-        let cmd = TaskCommand::Open { subprotocol: subprotocol.into(), reply };
-        self.commands.send(cmd).map_err(|_| DilationError::Stopped)?;
+        let cmd = TaskCommand::Open {
+            subprotocol: subprotocol.into(),
+            reply,
+        };
+        self.commands
+            .send(cmd)
+            .map_err(|_| DilationError::Stopped)?;
         rx.await.map_err(|_| DilationError::Stopped)?
     }
 
     /// Accepts subchannels the peer opens for `subprotocol` (including ones that arrived before).
     pub fn listen(&self, subprotocol: &str) -> SubchannelListener {
         let (accept, rx) = mpsc::channel(64);
-        let _ = self.commands.send(TaskCommand::Listen { subprotocol: subprotocol.into(), accept });
+        let _ = self.commands.send(TaskCommand::Listen {
+            subprotocol: subprotocol.into(),
+            accept,
+        });
         SubchannelListener { accept: rx }
     }
 
@@ -142,7 +174,10 @@ impl Dilated {
     }
 
     /// Waits until an event `pick` accepts; other events are dropped.
-    pub async fn wait_for<T>(&mut self, mut pick: impl FnMut(&DilationEvent) -> Option<T>) -> Option<T> {
+    pub async fn wait_for<T>(
+        &mut self,
+        mut pick: impl FnMut(&DilationEvent) -> Option<T>,
+    ) -> Option<T> {
         while let Some(e) = self.events.recv().await {
             if let Some(v) = pick(&e) {
                 return Some(v);

@@ -16,8 +16,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::PollSemaphore;
 
-use crate::dilation::record::{Scid, DATA_HEADER};
 use crate::dilation::l2::noise::MAX_CHUNK_PLAINTEXT;
+use crate::dilation::record::{Scid, DATA_HEADER};
 
 /// Largest DATA payload we send: one record fits one Noise message.
 pub const MAX_DATA: usize = MAX_CHUNK_PLAINTEXT - DATA_HEADER;
@@ -56,7 +56,12 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(limit: usize, resume: Arc<Notify>) -> Arc<Shared> {
-        Arc::new(Shared { inbound: Mutex::new(Inbound::default()), write_refused: AtomicBool::new(false), limit, resume })
+        Arc::new(Shared {
+            inbound: Mutex::new(Inbound::default()),
+            write_refused: AtomicBool::new(false),
+            limit,
+            resume,
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inbound> {
@@ -141,7 +146,11 @@ impl Subchannel {
 }
 
 impl AsyncRead for Subchannel {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let mut i = this.shared.lock();
         let was_over = i.bytes > this.shared.limit;
@@ -167,7 +176,10 @@ impl AsyncRead for Subchannel {
             return Poll::Ready(Ok(()));
         }
         if i.reset {
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionReset, "the Dilation session ended")));
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "the Dilation session ended",
+            )));
         }
         i.reader = Some(cx.waker().clone());
         Poll::Pending
@@ -175,10 +187,17 @@ impl AsyncRead for Subchannel {
 }
 
 impl AsyncWrite for Subchannel {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         if this.write_closed || this.shared.write_refused.load(Ordering::Relaxed) {
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "subchannel is closed for writing")));
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "subchannel is closed for writing",
+            )));
         }
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
@@ -187,13 +206,26 @@ impl AsyncWrite for Subchannel {
         match this.budget.poll_acquire_many(cx, n as u32) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(None) => {
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "the Dilation session ended")))
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the Dilation session ended",
+                )))
             }
             Poll::Ready(Some(permit)) => permit.forget(),
         }
         let data = buf[..n].to_vec();
-        if this.commands.send(SubCommand::Data { scid: this.scid, data }).is_err() {
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "the Dilation session ended")));
+        if this
+            .commands
+            .send(SubCommand::Data {
+                scid: this.scid,
+                data,
+            })
+            .is_err()
+        {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the Dilation session ended",
+            )));
         }
         Poll::Ready(Ok(n))
     }

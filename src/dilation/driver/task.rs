@@ -36,7 +36,10 @@ struct Task {
     paused: HashSet<Scid>,
     listeners: HashMap<String, mpsc::Sender<Subchannel>>,
     pending_incoming: HashMap<String, VecDeque<Subchannel>>,
-    pending_opens: Vec<(String, tokio::sync::oneshot::Sender<Result<Subchannel, DilationError>>)>,
+    pending_opens: Vec<(
+        String,
+        tokio::sync::oneshot::Sender<Result<Subchannel, DilationError>>,
+    )>,
     conn_tx: mpsc::Sender<ConnectorEvent>,
     connector: Option<Connector>,
     candidates: Vec<Candidate>,
@@ -60,7 +63,7 @@ pub(super) async fn run(
     let side = config.side.clone().unwrap_or_else(random_side);
     let mut t = Task {
         manager: Manager::new(&side, config.generation_timeout),
-        budget: Arc::new(Semaphore::new(config.unacked_limit)),
+        budget: Arc::new(Semaphore::new(config.write_budget)),
         config,
         session: None,
         psk: wormhole.dilation_key(),
@@ -87,13 +90,23 @@ pub(super) async fn run(
     t.maybe_start(&wormhole);
     let outcome = loop {
         t.drive(&mut wormhole).await;
-        if t.closing.is_some_and(|deadline| Instant::now() >= deadline || t.flushed()) {
+        if t.closing
+            .is_some_and(|deadline| Instant::now() >= deadline || t.flushed())
+        {
             break None;
         }
         let writer = t.link.as_ref().map(|l| l.writer.clone());
-        let wants_transmit = writer.is_some() && t.session.as_ref().is_some_and(Session::wants_transmit);
+        let wants_transmit =
+            writer.is_some() && t.session.as_ref().is_some_and(Session::wants_transmit);
         let deadline = t.next_deadline().map(tokio::time::Instant::from_std);
         let paused = !t.paused.is_empty();
+        tracing::trace!(
+            paused,
+            wants_transmit,
+            unacked = t.session.as_ref().map(Session::unacked_bytes),
+            budget = t.budget.available_permits(),
+            "dilation task waits"
+        );
         tokio::select! {
             event = wormhole.next_event() => match event {
                 Some(WormholeEvent::Closed(outcome)) => break Some(outcome),
@@ -241,9 +254,13 @@ impl Task {
 
     fn manager_event(&mut self, event: ManagerEvent) {
         match event {
-            ManagerEvent::Connecting { role, generation } => self.emit(DilationEvent::Connecting { role, generation }),
+            ManagerEvent::Connecting { role, generation } => {
+                self.emit(DilationEvent::Connecting { role, generation })
+            }
             ManagerEvent::Connected { .. } => {} // reported with its path at selection
-            ManagerEvent::Reconnecting { generation } => self.emit(DilationEvent::Reconnecting { generation }),
+            ManagerEvent::Reconnecting { generation } => {
+                self.emit(DilationEvent::Reconnecting { generation })
+            }
             ManagerEvent::Failed(e) => {
                 for (_, reply) in self.pending_opens.drain(..) {
                     let _ = reply.send(Err(e.clone()));
@@ -267,12 +284,20 @@ impl Task {
     fn new_subchannel(&mut self, scid: Scid, subprotocol: &str) -> Subchannel {
         let shared = Shared::new(self.config.inbound_limit, self.resume.clone());
         self.subs.insert(scid, shared.clone());
-        Subchannel::new(scid, subprotocol, shared, self.sub_tx.clone(), self.budget.clone())
+        Subchannel::new(
+            scid,
+            subprotocol,
+            shared,
+            self.sub_tx.clone(),
+            self.budget.clone(),
+        )
     }
 
     fn open(&mut self, subprotocol: &str) -> Result<Subchannel, DilationError> {
         let session = self.session.as_mut().ok_or(DilationError::Stopped)?;
-        let scid = session.open(subprotocol).map_err(|_| DilationError::Stopped)?;
+        let scid = session
+            .open(subprotocol)
+            .map_err(|_| DilationError::Stopped)?;
         Ok(self.new_subchannel(scid, subprotocol))
     }
 
@@ -287,8 +312,15 @@ impl Task {
                     self.pending_opens.push((subprotocol, reply));
                 }
             }
-            TaskCommand::Listen { subprotocol, accept } => {
-                for sub in self.pending_incoming.remove(&subprotocol).unwrap_or_default() {
+            TaskCommand::Listen {
+                subprotocol,
+                accept,
+            } => {
+                for sub in self
+                    .pending_incoming
+                    .remove(&subprotocol)
+                    .unwrap_or_default()
+                {
                     let _ = accept.try_send(sub);
                 }
                 self.listeners.insert(subprotocol, accept);
@@ -303,7 +335,9 @@ impl Task {
     }
 
     fn sub_command(&mut self, cmd: SubCommand) {
-        let Some(session) = self.session.as_mut() else { return };
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
         match cmd {
             SubCommand::Data { scid, data } => {
                 let n = data.len();
@@ -324,8 +358,13 @@ impl Task {
     fn session_event(&mut self, event: SessionEvent) {
         match event {
             SessionEvent::Incoming { scid, subprotocol } => {
-                let pending = self.pending_incoming.get(&subprotocol).map_or(0, VecDeque::len);
-                if !self.listeners.contains_key(&subprotocol) && pending >= self.config.max_pending_opens {
+                let pending = self
+                    .pending_incoming
+                    .get(&subprotocol)
+                    .map_or(0, VecDeque::len);
+                if !self.listeners.contains_key(&subprotocol)
+                    && pending >= self.config.max_pending_opens
+                {
                     tracing::warn!("closing subchannel {scid}: too many waiting for a {subprotocol:?} listener");
                     if let Some(s) = self.session.as_mut() {
                         let _ = s.close(scid);
@@ -336,11 +375,17 @@ impl Task {
                 let sub = match self.listeners.get(&subprotocol) {
                     Some(accept) => match accept.try_send(sub) {
                         Ok(()) => return,
-                        Err(mpsc::error::TrySendError::Full(sub) | mpsc::error::TrySendError::Closed(sub)) => sub,
+                        Err(
+                            mpsc::error::TrySendError::Full(sub)
+                            | mpsc::error::TrySendError::Closed(sub),
+                        ) => sub,
                     },
                     None => sub,
                 };
-                self.pending_incoming.entry(subprotocol).or_default().push_back(sub);
+                self.pending_incoming
+                    .entry(subprotocol)
+                    .or_default()
+                    .push_back(sub);
             }
             SessionEvent::Data { scid, data } => {
                 if let Some(shared) = self.subs.get(&scid) {
@@ -359,13 +404,14 @@ impl Task {
                     shared.refuse_writes();
                 }
             }
-            SessionEvent::Acked { data_bytes } => self.budget.add_permits(data_bytes),
+            SessionEvent::Sent { data_bytes } => self.budget.add_permits(data_bytes),
         }
     }
 
     fn recheck_paused(&mut self) {
         let subs = &self.subs;
-        self.paused.retain(|scid| subs.get(scid).is_some_and(|s| s.is_over_limit()));
+        self.paused
+            .retain(|scid| subs.get(scid).is_some_and(|s| s.is_over_limit()));
     }
 
     async fn connector_event(&mut self, event: ConnectorEvent) {
@@ -376,11 +422,16 @@ impl Task {
                 }
             }
             ConnectorEvent::Candidate(c) => {
-                if c.generation != self.manager.generation() || self.connector.is_none() || self.link.is_some() {
+                if c.generation != self.manager.generation()
+                    || self.connector.is_none()
+                    || self.link.is_some()
+                {
                     return; // stale or redundant: dropped
                 }
                 match (self.manager.role(), c.path) {
-                    (Some(Role::Follower), _) | (Some(Role::Leader), PathKind::Direct) => self.select(c).await,
+                    (Some(Role::Follower), _) | (Some(Role::Leader), PathKind::Direct) => {
+                        self.select(c).await
+                    }
                     (Some(Role::Leader), PathKind::Relay) => {
                         self.candidates.push(*c);
                         if self.grace.is_none() {
@@ -409,10 +460,22 @@ impl Task {
         self.grace = None;
         let id = self.next_link;
         self.next_link += 1;
-        let Candidate { stream, l2, events, path, peer, .. } = *c;
-        let Some(link) = Link::start(id, stream, l2, self.link_tx.clone()) else { return };
+        let Candidate {
+            stream,
+            l2,
+            events,
+            path,
+            peer,
+            ..
+        } = *c;
+        let Some(link) = Link::start(id, stream, l2, self.link_tx.clone()) else {
+            return;
+        };
         self.link = Some(link);
-        let session = self.session.as_mut().expect("a session exists once connecting");
+        let session = self
+            .session
+            .as_mut()
+            .expect("a session exists once connecting");
         session.connection_made(now);
         for event in events {
             if let L2Event::Record(r) = event {
@@ -420,8 +483,15 @@ impl Task {
             }
         }
         self.manager.connection_made(now);
-        tracing::info!("dilation connected: generation {}, {path} via {peer}", self.manager.generation());
-        self.emit(DilationEvent::Connected { generation: self.manager.generation(), path, peer });
+        tracing::info!(
+            "dilation connected: generation {}, {path} via {peer}",
+            self.manager.generation()
+        );
+        self.emit(DilationEvent::Connected {
+            generation: self.manager.generation(),
+            path,
+            peer,
+        });
     }
 
     fn link_event(&mut self, event: LinkEvent) {
