@@ -3,6 +3,8 @@
 //! dropped, also when a test fails.
 #![allow(dead_code)]
 
+pub mod dilation;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -296,4 +298,81 @@ pub fn require_loopback_only() {
          which uses a loopback-only network namespace",
         others.join(", ")
     );
+}
+
+/// A TCP proxy on a loopback port in front of `target`, whose connections the test can cut and
+/// whose new connections it can refuse for a while.
+pub struct CutProxy {
+    pub port: u16,
+    state: std::sync::Arc<std::sync::Mutex<ProxyState>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    conns: Vec<tokio::task::AbortHandle>,
+    refusing: bool,
+    accepted: usize,
+}
+
+impl CutProxy {
+    pub async fn start(target: u16) -> CutProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(std::sync::Mutex::new(ProxyState::default()));
+        let st = state.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut s = st.lock().unwrap();
+                if s.refusing {
+                    continue; // dropped: the client sees the connection close at once
+                }
+                s.accepted += 1;
+                let task = tokio::spawn(async move {
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+                s.conns.push(task.abort_handle());
+            }
+        });
+        CutProxy {
+            port,
+            state,
+            accept,
+        }
+    }
+
+    pub fn hint(&self) -> String {
+        format!("tcp:127.0.0.1:{}", self.port)
+    }
+
+    /// Drops every connection through the proxy, as a network failure would.
+    pub fn cut(&self) {
+        for c in self.state.lock().unwrap().conns.drain(..) {
+            c.abort();
+        }
+    }
+
+    /// While refusing, new connections are closed at once.
+    pub fn refuse(&self, refusing: bool) {
+        self.state.lock().unwrap().refusing = refusing;
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.state.lock().unwrap().accepted
+    }
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
 }
