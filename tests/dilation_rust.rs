@@ -62,3 +62,79 @@ async fn rust_to_rust_relay_only() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn two_hundred_concurrent_subchannels_of_one_mib() {
+    common::init_logging();
+    common::require_loopback_only();
+    let server = common::MailboxServer::start();
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let (a, b) = pair(&server.url(), with_side(LEADER), with_side(FOLLOWER)).await;
+        let mut listener = b.listen("bulk");
+        let receiver = tokio::spawn(async move {
+            let mut readers = Vec::new();
+            for _ in 0..200 {
+                let mut sub = listener.accept().await.unwrap();
+                readers.push(tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    sub.read_to_end(&mut got).await.unwrap();
+                    got
+                }));
+            }
+            let mut hashes = Vec::new();
+            for r in readers {
+                let got = r.await.unwrap();
+                assert_eq!(got.len(), 1 << 20);
+                hashes.push(sha(&got));
+            }
+            hashes
+        });
+        let started = std::time::Instant::now();
+        let mut writers = Vec::new();
+        for i in 0..200u64 {
+            let mut sub = a.open("bulk").await.unwrap();
+            writers.push(tokio::spawn(async move {
+                let data = pattern(1 << 20, i);
+                sub.write_all(&data).await.unwrap();
+                sub.shutdown().await.unwrap();
+                sha(&data)
+            }));
+        }
+        let mut sent = Vec::new();
+        for w in writers {
+            sent.push(w.await.unwrap());
+        }
+        let mut got = receiver.await.unwrap();
+        eprintln!("200 x 1 MiB in {:?}", started.elapsed());
+        sent.sort();
+        got.sort();
+        assert_eq!(sent, got, "every subchannel arrived intact");
+        assert_eq!(a.close().await, Ok(Mood::Happy));
+        assert_eq!(b.close().await, Ok(Mood::Happy));
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn direct_is_preferred_over_relay_ten_of_ten() {
+    common::init_logging();
+    common::require_loopback_only();
+    let server = common::MailboxServer::start();
+    let relay = common::TransitRelay::start();
+    let both = |side: &str| fowl::dilation::DilationConfig {
+        relay: Some(relay.hint().parse().unwrap()),
+        ..with_side(side)
+    };
+    tokio::time::timeout(Duration::from_secs(120), async {
+        for _ in 0..10 {
+            let (mut a, mut b) = pair(&server.url(), both(LEADER), both(FOLLOWER)).await;
+            assert_eq!(connected(&mut a).await, PathKind::Direct);
+            assert_eq!(connected(&mut b).await, PathKind::Direct);
+            a.close().await.unwrap();
+            b.close().await.unwrap();
+        }
+    })
+    .await
+    .unwrap();
+}

@@ -44,6 +44,8 @@ pub struct DilationConfig {
     pub inbound_limit: usize,
     /// OPENs held per subprotocol while nobody listens for it; more are closed.
     pub max_pending_opens: usize,
+    /// Subchannels open at once; more from the peer are closed at once.
+    pub max_subchannels: usize,
     pub connect_timeout: Duration,
     pub handshake_timeout: Duration,
     /// On close, how long to wait for the peer to acknowledge what we sent.
@@ -65,6 +67,7 @@ impl Default for DilationConfig {
             unacked_limit: super::reliability::DEFAULT_UNACKED_LIMIT,
             inbound_limit: 1 << 20,
             max_pending_opens: 64,
+            max_subchannels: 4096,
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(30),
             flush_timeout: Duration::from_secs(5),
@@ -100,7 +103,7 @@ pub(crate) enum TaskCommand {
     },
     Listen {
         subprotocol: String,
-        accept: mpsc::Sender<Subchannel>,
+        accept: mpsc::UnboundedSender<Subchannel>,
     },
     SendMessage(Vec<u8>),
     Close,
@@ -115,7 +118,7 @@ pub struct Dilated {
 
 /// Accepts the subchannels the peer opens for one subprotocol.
 pub struct SubchannelListener {
-    accept: mpsc::Receiver<Subchannel>,
+    accept: mpsc::UnboundedReceiver<Subchannel>,
 }
 
 impl SubchannelListener {
@@ -156,7 +159,7 @@ impl Dilated {
 
     /// Accepts subchannels the peer opens for `subprotocol` (including ones that arrived before).
     pub fn listen(&self, subprotocol: &str) -> SubchannelListener {
-        let (accept, rx) = mpsc::channel(64);
+        let (accept, rx) = mpsc::unbounded_channel();
         let _ = self.commands.send(TaskCommand::Listen {
             subprotocol: subprotocol.into(),
             accept,

@@ -34,7 +34,7 @@ struct Task {
     resume: Arc<Notify>,
     subs: HashMap<Scid, Arc<Shared>>,
     paused: HashSet<Scid>,
-    listeners: HashMap<String, mpsc::Sender<Subchannel>>,
+    listeners: HashMap<String, mpsc::UnboundedSender<Subchannel>>,
     pending_incoming: HashMap<String, VecDeque<Subchannel>>,
     pending_opens: Vec<(
         String,
@@ -321,7 +321,7 @@ impl Task {
                     .remove(&subprotocol)
                     .unwrap_or_default()
                 {
-                    let _ = accept.try_send(sub);
+                    let _ = accept.send(sub);
                 }
                 self.listeners.insert(subprotocol, accept);
             }
@@ -355,38 +355,49 @@ impl Task {
         }
     }
 
+    /// A subchannel the peer opened: to its listener, or held until one appears (bounded).
+    fn incoming(&mut self, scid: Scid, subprotocol: String) {
+        let pending = self
+            .pending_incoming
+            .get(&subprotocol)
+            .map_or(0, VecDeque::len);
+        let listener = self.listeners.get(&subprotocol).filter(|l| !l.is_closed());
+        let refuse = if self.subs.len() >= self.config.max_subchannels {
+            Some("too many subchannels")
+        } else if listener.is_none() && pending >= self.config.max_pending_opens {
+            Some("too many waiting for a listener")
+        } else {
+            None
+        };
+        if let Some(why) = refuse {
+            tracing::warn!("closing subchannel {scid} ({subprotocol:?}): {why}");
+            if let Some(s) = self.session.as_mut() {
+                let _ = s.close(scid);
+            }
+            return;
+        }
+        let sub = self.new_subchannel(scid, &subprotocol);
+        match self.listeners.get(&subprotocol) {
+            Some(accept) => {
+                if let Err(mpsc::error::SendError(sub)) = accept.send(sub) {
+                    self.listeners.remove(&subprotocol);
+                    self.pending_incoming
+                        .entry(subprotocol)
+                        .or_default()
+                        .push_back(sub);
+                }
+            }
+            None => self
+                .pending_incoming
+                .entry(subprotocol)
+                .or_default()
+                .push_back(sub),
+        }
+    }
+
     fn session_event(&mut self, event: SessionEvent) {
         match event {
-            SessionEvent::Incoming { scid, subprotocol } => {
-                let pending = self
-                    .pending_incoming
-                    .get(&subprotocol)
-                    .map_or(0, VecDeque::len);
-                if !self.listeners.contains_key(&subprotocol)
-                    && pending >= self.config.max_pending_opens
-                {
-                    tracing::warn!("closing subchannel {scid}: too many waiting for a {subprotocol:?} listener");
-                    if let Some(s) = self.session.as_mut() {
-                        let _ = s.close(scid);
-                    }
-                    return;
-                }
-                let sub = self.new_subchannel(scid, &subprotocol);
-                let sub = match self.listeners.get(&subprotocol) {
-                    Some(accept) => match accept.try_send(sub) {
-                        Ok(()) => return,
-                        Err(
-                            mpsc::error::TrySendError::Full(sub)
-                            | mpsc::error::TrySendError::Closed(sub),
-                        ) => sub,
-                    },
-                    None => sub,
-                };
-                self.pending_incoming
-                    .entry(subprotocol)
-                    .or_default()
-                    .push_back(sub);
-            }
+            SessionEvent::Incoming { scid, subprotocol } => self.incoming(scid, subprotocol),
             SessionEvent::Data { scid, data } => {
                 if let Some(shared) = self.subs.get(&scid) {
                     if shared.push(data) {
