@@ -312,6 +312,7 @@ pub struct CutProxy {
 struct ProxyState {
     conns: Vec<tokio::task::AbortHandle>,
     refusing: bool,
+    refused_side: Option<String>,
     accepted: usize,
 }
 
@@ -331,12 +332,31 @@ impl CutProxy {
                     continue; // dropped: the client sees the connection close at once
                 }
                 s.accepted += 1;
+                let side = s.refused_side.clone();
                 let task = tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    // with a refused side, read the relay line first and drop that side's
+                    let mut first = Vec::new();
+                    if let Some(side) = side {
+                        let mut byte = [0u8; 1];
+                        while !first.ends_with(b"\n") && first.len() < 1024 {
+                            match inbound.read(&mut byte).await {
+                                Ok(1) => first.push(byte[0]),
+                                _ => return,
+                            }
+                        }
+                        if String::from_utf8_lossy(&first).contains(&format!("for side {side}")) {
+                            return;
+                        }
+                    }
                     let Ok(mut outbound) =
                         tokio::net::TcpStream::connect(("127.0.0.1", target)).await
                     else {
                         return;
                     };
+                    if outbound.write_all(&first).await.is_err() {
+                        return;
+                    }
                     let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                 });
                 s.conns.push(task.abort_handle());
@@ -363,6 +383,11 @@ impl CutProxy {
     /// While refusing, new connections are closed at once.
     pub fn refuse(&self, refusing: bool) {
         self.state.lock().unwrap().refusing = refusing;
+    }
+
+    /// Relay connections announcing this Dilation side are closed (`None`: none are).
+    pub fn refuse_side(&self, side: Option<&str>) {
+        self.state.lock().unwrap().refused_side = side.map(str::to_owned);
     }
 
     pub fn accepted(&self) -> usize {
