@@ -6,50 +6,12 @@
 //! Without `--mailbox` it starts the Python mailbox server from `$FOWL_VENV` (see
 //! `scripts/demo.sh`) on a free loopback port and stops it afterwards.
 
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use fowl::wormhole::{Wormhole, WormholeConfig};
 
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_local_mailbox() -> anyhow::Result<(String, KillOnDrop)> {
-    let venv = std::env::var("FOWL_VENV").unwrap_or_else(|_| ".venv".into());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let dir = std::env::temp_dir().join(format!("fowl-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let child = Command::new(format!("{venv}/bin/twist"))
-        .args([
-            "wormhole-mailbox",
-            &format!("--port=tcp:{port}:interface=127.0.0.1"),
-            "--channel-db=channel.sqlite",
-        ])
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot start {venv}/bin/twist ({e}): run scripts/demo.sh"))?;
-    let guard = KillOnDrop(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the local mailbox server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok((format!("ws://127.0.0.1:{port}/v1"), guard))
-}
+#[path = "support/mailbox.rs"]
+mod mailbox;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -59,13 +21,7 @@ async fn main() -> anyhow::Result<()> {
         .position(|a| a == "--mailbox")
         .and_then(|i| args.get(i + 1))
         .cloned();
-    let (url, _server) = match given {
-        Some(url) => (url, None),
-        None => {
-            let (url, guard) = start_local_mailbox()?;
-            (url, Some(guard))
-        }
-    };
+    let (url, _server) = mailbox::url_or_local(given)?;
     println!("mailbox:  {url}");
     let config = WormholeConfig::new("meejah.ca/wormhole/forward", &url);
 

@@ -11,7 +11,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 fn rss_bytes() -> usize {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 1024
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<usize>()
+        .unwrap()
+        * 1024
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,12 +71,29 @@ async fn slow_reader_slows_the_writer_with_bounded_memory() {
         }
     }
     sampler.abort();
-    let peak_growth = peak.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(baseline);
+    let peak_growth = peak
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .saturating_sub(baseline);
     let (write_time, _sub) = writer.await.unwrap();
-    eprintln!("writer took {write_time:?}; reader {:?}; peak RSS growth {} KiB", started.elapsed(), peak_growth / 1024);
-    assert_eq!(mid_transfer_writer_done, Some(false), "the writer was held back by the slow reader");
-    assert!(write_time > Duration::from_secs(50), "the writer could not run ahead ({write_time:?})");
-    assert!(peak_growth <= 32 << 20, "RSS grew by {} MiB", peak_growth >> 20);
+    eprintln!(
+        "writer took {write_time:?}; reader {:?}; peak RSS growth {} KiB",
+        started.elapsed(),
+        peak_growth / 1024
+    );
+    assert_eq!(
+        mid_transfer_writer_done,
+        Some(false),
+        "the writer was held back by the slow reader"
+    );
+    assert!(
+        write_time > Duration::from_secs(50),
+        "the writer could not run ahead ({write_time:?})"
+    );
+    assert!(
+        peak_growth <= 32 << 20,
+        "RSS grew by {} MiB",
+        peak_growth >> 20
+    );
     drop(a);
     drop(b);
 }

@@ -3,6 +3,7 @@
 //! order, on every new connection; inbound records at or below the watermark are duplicates.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use super::record::{Record, Scid, Seqnum};
 
@@ -16,7 +17,7 @@ pub const DEFAULT_UNACKED_LIMIT: usize = 64 << 20;
 #[derive(Debug)]
 pub struct Outbound {
     next_seqnum: u64,
-    queue: VecDeque<Record>,
+    queue: VecDeque<Arc<Record>>,
     queued_bytes: usize,
     limit: usize,
 }
@@ -44,7 +45,7 @@ impl Outbound {
 
     fn push(&mut self, record: Record) -> &Record {
         self.queued_bytes += record.encoded_len();
-        self.queue.push_back(record);
+        self.queue.push_back(Arc::new(record));
         self.queue.back().expect("just pushed")
     }
 
@@ -74,7 +75,7 @@ impl Outbound {
         while let Some(front) = self.queue.front() {
             if front.seqnum().is_some_and(|s| s <= acked) {
                 self.queued_bytes -= front.encoded_len();
-                if let Record::Data { data, .. } = front {
+                if let Record::Data { data, .. } = front.as_ref() {
                     data_bytes += data.len();
                 }
                 records += 1;
@@ -87,12 +88,12 @@ impl Outbound {
     }
 
     /// The queued record at `index` (0 = oldest unacked).
-    pub fn get(&self, index: usize) -> Option<&Record> {
+    pub fn get(&self, index: usize) -> Option<&Arc<Record>> {
         self.queue.get(index)
     }
 
     /// The records to resend on a new connection, in seqnum order.
-    pub fn unacked(&self) -> impl Iterator<Item = &Record> {
+    pub fn unacked(&self) -> impl Iterator<Item = &Arc<Record>> {
         self.queue.iter()
     }
 

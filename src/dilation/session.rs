@@ -4,6 +4,7 @@
 //! to send on it.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::l2::Role;
@@ -291,14 +292,14 @@ impl Session {
     /// Hands the records due on the connection to `send`, control records first, until about
     /// `budget` bytes went out. Unacknowledged records are resent first; fresh ones go out only
     /// while the unacknowledged queue is under its limit. Returns whether more are waiting.
-    pub fn transmit(&mut self, budget: usize, mut send: impl FnMut(&Record)) -> bool {
+    pub fn transmit(&mut self, budget: usize, mut send: impl FnMut(&Arc<Record>)) -> bool {
         if !self.connected {
             return false;
         }
         let mut spent = 0;
         while let Some(r) = self.control.pop_front() {
             spent += r.encoded_len();
-            send(&r);
+            send(&Arc::new(r));
         }
         let mut fresh_data = 0;
         while spent < budget && self.may_send_next() {
@@ -308,7 +309,7 @@ impl Session {
             let seqnum = r.seqnum();
             if seqnum > self.highest_sent {
                 self.highest_sent = seqnum;
-                if let Record::Data { data, .. } = r {
+                if let Record::Data { data, .. } = r.as_ref() {
                     fresh_data += data.len();
                 }
             }

@@ -38,15 +38,16 @@ impl Link {
         for _ in 0..100 {
             let mut out = Vec::new();
             self.l
-                .transmit(usize::MAX, |r| out.push((false, r.clone())));
-            self.f.transmit(usize::MAX, |r| out.push((true, r.clone())));
+                .transmit(usize::MAX, |r| out.push((false, Record::clone(r))));
+            self.f
+                .transmit(usize::MAX, |r| out.push((true, Record::clone(r))));
             if out.is_empty() && self.wire.is_empty() {
                 return;
             }
             self.wire.extend(out);
             for (to_leader, r) in std::mem::take(&mut self.wire) {
                 self.log
-                    .push((if to_leader { 'F' } else { 'L' }, r.clone()));
+                    .push((if to_leader { 'F' } else { 'L' }, Record::clone(&r)));
                 if to_leader {
                     self.l.received(r)
                 } else {
@@ -161,7 +162,7 @@ fn unacked_records_are_resent_in_order_and_duplicates_dropped() {
     link.l.send_data(scid, b"1".to_vec()).unwrap();
     link.l.send_data(scid, b"2".to_vec()).unwrap();
     let mut sent = Vec::new();
-    link.l.transmit(usize::MAX, |r| sent.push(r.clone()));
+    link.l.transmit(usize::MAX, |r| sent.push(Record::clone(r)));
     for r in sent {
         link.f.received(r); // delivered, but its ACKs are lost with the connection
     }
@@ -274,7 +275,7 @@ fn leader_pings_and_declares_a_silent_connection_dead() {
     );
     // this one is lost
     let mut lost = Vec::new();
-    link.l.transmit(usize::MAX, |r| lost.push(r.clone()));
+    link.l.transmit(usize::MAX, |r| lost.push(Record::clone(r)));
     assert!(matches!(lost.as_slice(), [Record::Ping(_)]));
     assert_eq!(
         link.l
@@ -350,7 +351,7 @@ fn records_for_unknown_subchannels_are_acked_and_dropped() {
         subprotocol: "b".into(),
     });
     let mut acks = Vec::new();
-    s.transmit(usize::MAX, |r| acks.push(r.clone()));
+    s.transmit(usize::MAX, |r| acks.push(Record::clone(r)));
     assert_eq!(
         acks,
         vec![

@@ -1,6 +1,8 @@
 //! The selected connection's I/O: a reader task that decrypts and decodes records, and a writer
 //! task that encodes and encrypts them, so each direction's crypto runs on its own core.
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -22,7 +24,7 @@ pub(crate) enum LinkEvent {
 /// A selected connection.
 pub(crate) struct Link {
     pub id: u64,
-    pub writer: mpsc::Sender<Vec<Record>>,
+    pub writer: mpsc::Sender<Vec<Arc<Record>>>,
     tasks: JoinSet<()>,
 }
 
@@ -61,15 +63,16 @@ async fn read_loop(
     mut recv: RecvHalf,
     events: mpsc::Sender<LinkEvent>,
 ) {
-    let mut buf = vec![0u8; READ_BUFFER];
     let reason = loop {
-        let n = match read.read(&mut buf).await {
+        let buf = recv.buffer();
+        buf.reserve(READ_BUFFER);
+        match read.read_buf(buf).await {
             Ok(0) => break "connection closed by the peer".to_string(),
-            Ok(n) => n,
+            Ok(_) => {}
             Err(e) => break e.to_string(),
         };
         let mut records = Vec::new();
-        if let Err(e) = recv.receive(&buf[..n], &mut records) {
+        if let Err(e) = recv.process(&mut records) {
             break e.to_string();
         }
         if !records.is_empty()
@@ -88,7 +91,7 @@ async fn write_loop(
     id: u64,
     mut write: tokio::net::tcp::OwnedWriteHalf,
     mut send: SendHalf,
-    mut batches: mpsc::Receiver<Vec<Record>>,
+    mut batches: mpsc::Receiver<Vec<Arc<Record>>>,
     events: mpsc::Sender<LinkEvent>,
 ) {
     let (mut out, mut scratch) = (Vec::new(), Vec::new());

@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use super::noise::{sealed_len, Handshake, Opener, Sealer, Transport};
+use super::noise::{sealed_len, Handshake, Opener, Sealer, Transport, MAX_CHUNK_PLAINTEXT};
 use super::{L2Error, Role};
 use crate::dilation::record::Record;
 use crate::key::Key;
@@ -287,6 +287,11 @@ impl FrameReader {
 
     /// The next complete frame payload, if one has fully arrived.
     fn next_frame(&mut self) -> Result<Option<Vec<u8>>, L2Error> {
+        Ok(self.next_frame_range()?.map(|r| self.buf[r].to_vec()))
+    }
+
+    /// Where the next complete frame payload is in the buffer, if it has fully arrived.
+    fn next_frame_range(&mut self) -> Result<Option<std::ops::Range<usize>>, L2Error> {
         let p = self.pending();
         if p.len() < 4 {
             return Ok(None);
@@ -301,9 +306,9 @@ impl FrameReader {
         if p.len() < 4 + len {
             return Ok(None);
         }
-        let frame = p[4..4 + len].to_vec();
+        let start = self.consumed + 4;
         self.consumed += 4 + len;
-        Ok(Some(frame))
+        Ok(Some(start..start + len))
     }
 }
 
@@ -313,11 +318,22 @@ pub struct SendHalf {
 }
 
 impl SendHalf {
-    /// Appends the frame carrying `record` to `out`.
+    /// Appends the frame carrying `record` to `out`. A record that fits one Noise message is
+    /// encoded and encrypted in place; a larger one goes through `scratch`.
     pub fn seal_record(&mut self, record: &Record, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
-        scratch.clear();
-        record.encode_into(scratch);
-        self.sealer.seal_frame(scratch, out);
+        let len = record.encoded_len();
+        if len <= MAX_CHUNK_PLAINTEXT {
+            let start = out.len();
+            out.reserve(4 + len + 16);
+            out.extend_from_slice(&((len + 16) as u32).to_be_bytes());
+            record.encode_into(out);
+            out.resize(start + 4 + len + 16, 0);
+            self.sealer.seal_in_place(&mut out[start + 4..], len);
+        } else {
+            scratch.clear();
+            record.encode_into(scratch);
+            self.sealer.seal_frame(scratch, out);
+        }
     }
 }
 
@@ -332,10 +348,21 @@ impl RecvHalf {
     /// connection must be dropped.
     pub fn receive(&mut self, data: &[u8], out: &mut Vec<Record>) -> Result<(), L2Error> {
         self.reader.push(data);
+        self.process(out)
+    }
+
+    /// The buffer to read socket bytes into directly (append only), before [`RecvHalf::process`].
+    pub fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.reader.buf
+    }
+
+    /// Decrypts and decodes every complete frame in the buffer, in place.
+    pub fn process(&mut self, out: &mut Vec<Record>) -> Result<(), L2Error> {
         let result = (|| {
-            while let Some(frame) = self.reader.next_frame()? {
-                let plain = self.opener.open_frame(frame)?;
-                out.push(Record::decode(&plain)?);
+            while let Some(range) = self.reader.next_frame_range()? {
+                let frame = &mut self.reader.buf[range];
+                let n = self.opener.open_in_place(frame)?;
+                out.push(Record::decode(&frame[..n])?);
             }
             Ok(())
         })();

@@ -2,6 +2,7 @@
 //! role prologues, `be4(len)` frames, the Noise handshake, key-confirmation (KCM) and then L3
 //! records. [`L2Connection`] is sans-IO: bytes in, events and bytes out.
 
+mod cipher;
 mod connection;
 pub mod noise;
 

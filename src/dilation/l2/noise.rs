@@ -4,7 +4,9 @@
 
 use noise_protocol::patterns::noise_nn_psk0;
 use noise_protocol::{CipherState, HandshakeState, U8Array};
-use noise_rust_crypto::{Blake2s, ChaCha20Poly1305, X25519};
+use noise_rust_crypto::{Blake2s, X25519};
+
+use super::cipher::RingChaChaPoly;
 
 use super::L2Error;
 use crate::key::Key;
@@ -16,7 +18,7 @@ pub const MAX_CHUNK: usize = 65535;
 /// Length of each handshake message (ephemeral key and tag of the empty payload).
 pub const HANDSHAKE_LEN: usize = 48;
 
-type Hs = HandshakeState<X25519, ChaCha20Poly1305, Blake2s>;
+type Hs = HandshakeState<X25519, RingChaChaPoly, Blake2s>;
 
 /// A handshake in progress.
 pub struct Handshake {
@@ -77,10 +79,10 @@ pub struct Transport {
 }
 
 /// The sending cipher: seals records into frames.
-pub struct Sealer(CipherState<ChaCha20Poly1305>);
+pub struct Sealer(CipherState<RingChaChaPoly>);
 
 /// The receiving cipher: opens frames into records.
-pub struct Opener(CipherState<ChaCha20Poly1305>);
+pub struct Opener(CipherState<RingChaChaPoly>);
 
 /// Length of the frame payload that carries a record of `plaintext_len` bytes.
 pub fn sealed_len(plaintext_len: usize) -> usize {
@@ -120,9 +122,24 @@ impl Sealer {
     }
 }
 
+impl Sealer {
+    /// Encrypts `buf[..plaintext_len]` in place, the tag going into the 16 bytes after it.
+    pub fn seal_in_place(&mut self, buf: &mut [u8], plaintext_len: usize) {
+        self.0.encrypt_in_place(buf, plaintext_len);
+    }
+}
+
 impl Opener {
     /// Decrypts a frame payload (one or more Noise messages) in place and returns the plaintext.
     pub fn open_frame(&mut self, mut payload: Vec<u8>) -> Result<Vec<u8>, L2Error> {
+        let n = self.open_in_place(&mut payload)?;
+        payload.truncate(n);
+        Ok(payload)
+    }
+
+    /// Decrypts a frame payload in place; the plaintext ends up at the front of `payload` and its
+    /// length is returned.
+    pub fn open_in_place(&mut self, payload: &mut [u8]) -> Result<usize, L2Error> {
         let mut plain_len = 0;
         let mut read = 0;
         while read < payload.len() {
@@ -141,7 +158,6 @@ impl Opener {
         if read == 0 {
             return Err(L2Error::Noise("empty frame".into()));
         }
-        payload.truncate(plain_len);
-        Ok(payload)
+        Ok(plain_len)
     }
 }
