@@ -20,9 +20,11 @@ cargo test --locked --no-run
 
 echo "== testing"
 run_tests() {
-  cargo test --locked --offline "$@"
+  local status=0
+  cargo test --locked --offline --no-fail-fast "$@" || status=$?
   echo "== the demo (README main command, debug build)"
-  target/debug/examples/key_exchange
+  target/debug/examples/key_exchange || status=$?
+  return "$status"
 }
 export -f run_tests
 if [ "$(id -u)" = 0 ] && command -v ip >/dev/null 2>&1; then

@@ -16,18 +16,14 @@ async fn interop(rust_side: &str, relay_only: bool, size: usize) {
     common::require_loopback_only();
     let server = MailboxServer::start();
     let relay = TransitRelay::start();
-    let mut args = vec![
-        "--relay".into(),
-        relay.hint(),
-        "--source-bytes".into(),
-        size.to_string(),
-    ];
+    // "direct" offers only direct paths, "relay-only" only the relay
+    let mut args = vec!["--source-bytes".to_string(), size.to_string()];
     if relay_only {
-        args.push("--no-listen".into());
+        args.extend(["--relay".to_string(), relay.hint(), "--no-listen".into()]);
     }
     let config = DilationConfig {
         side: Some(rust_side.into()),
-        relay: Some(relay.hint().parse::<RelayLocation>().unwrap()),
+        relay: relay_only.then(|| relay.hint().parse::<RelayLocation>().unwrap()),
         no_listen: relay_only,
         ..DilationConfig::default()
     };

@@ -138,3 +138,38 @@ async fn direct_is_preferred_over_relay_ten_of_ten() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn half_close_between_two_rust_peers() {
+    common::init_logging();
+    common::require_loopback_only();
+    let server = common::MailboxServer::start();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let (a, b) = pair(&server.url(), with_side(LEADER), with_side(FOLLOWER)).await;
+        let mut listener = b.listen("rpc");
+        let responder = tokio::spawn(async move {
+            let mut sub = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            sub.read_to_end(&mut request).await.unwrap(); // the client's write side is closed...
+            sub.write_all(&[b"response to ".as_slice(), &request].concat())
+                .await
+                .unwrap(); // ...ours is not
+            sub.shutdown().await.unwrap();
+        });
+        let mut sub = a.open("rpc").await.unwrap();
+        sub.write_all(b"request").await.unwrap();
+        sub.shutdown().await.unwrap();
+        assert!(
+            sub.write_all(b"more").await.is_err(),
+            "writes after our CLOSE are refused"
+        );
+        let mut response = Vec::new();
+        sub.read_to_end(&mut response).await.unwrap();
+        assert_eq!(response, b"response to request");
+        responder.await.unwrap();
+        assert_eq!(a.close().await, Ok(Mood::Happy));
+        assert_eq!(b.close().await, Ok(Mood::Happy));
+    })
+    .await
+    .unwrap();
+}

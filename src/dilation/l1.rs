@@ -8,9 +8,12 @@ use super::hints::Hint;
 /// One Dilation mailbox message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum L1Message {
+    /// `half_close` is our extension (`"half-close": true`): the sender keeps a subchannel open
+    /// for writing after receiving the peer's CLOSE. Python ignores the key and never sends it.
     Please {
         side: String,
         use_version: Option<String>,
+        half_close: bool,
     },
     ConnectionHints(Vec<Hint>),
     Reconnect,
@@ -41,6 +44,10 @@ impl L1Message {
                     .get("use-version")
                     .and_then(Value::as_str)
                     .map(str::to_owned),
+                half_close: v
+                    .get("half-close")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
             },
             "connection-hints" => {
                 let hints = v
@@ -59,12 +66,18 @@ impl L1Message {
         let v = match self {
             L1Message::Please {
                 side,
-                use_version: Some(version),
-            } => json!({"type": "please", "side": side, "use-version": version}),
-            L1Message::Please {
-                side,
-                use_version: None,
-            } => json!({"type": "please", "side": side}),
+                use_version,
+                half_close,
+            } => {
+                let mut v = json!({"type": "please", "side": side});
+                if let Some(version) = use_version {
+                    v["use-version"] = json!(version);
+                }
+                if *half_close {
+                    v["half-close"] = json!(true);
+                }
+                v
+            }
             L1Message::ConnectionHints(hints) => {
                 json!({"type": "connection-hints", "hints": hints.iter().map(Hint::to_json).collect::<Vec<_>>()})
             }
@@ -98,6 +111,7 @@ mod tests {
                 L1Message::Please {
                     side: "45b1d33b406c01dd".into(),
                     use_version: Some("ged".into()),
+                    half_close: false,
                 },
             ),
             (
@@ -123,6 +137,19 @@ mod tests {
         ] {
             assert!(L1Message::parse(bad.as_bytes()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn please_carries_our_half_close_extension() {
+        let ours = L1Message::Please {
+            side: "ab".repeat(8),
+            use_version: Some("ged".into()),
+            half_close: true,
+        };
+        let v: Value = serde_json::from_slice(&ours.encode()).unwrap();
+        assert_eq!(v["half-close"], true);
+        assert_eq!(v["use-version"], "ged");
+        assert_eq!(L1Message::parse(&ours.encode()).unwrap(), ours);
     }
 
     #[test]

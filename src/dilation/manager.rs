@@ -80,7 +80,8 @@ pub struct Manager {
     generation: u32,
     generation_timeout: Duration,
     deadline: Option<Instant>,
-    early_please: Option<String>,
+    early_please: Option<(String, bool)>,
+    peer_half_close: bool,
     actions: VecDeque<ManagerAction>,
     events: VecDeque<ManagerEvent>,
 }
@@ -96,6 +97,7 @@ impl Manager {
             generation_timeout,
             deadline: None,
             early_please: None,
+            peer_half_close: false,
             actions: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -111,6 +113,11 @@ impl Manager {
 
     pub fn side(&self) -> &str {
         &self.side
+    }
+
+    /// Whether the peer announced half-close support in its `please`.
+    pub fn peer_half_close(&self) -> bool {
+        self.peer_half_close
     }
 
     pub fn generation(&self) -> u32 {
@@ -146,8 +153,10 @@ impl Manager {
         self.send(L1Message::Please {
             side: self.side.clone(),
             use_version: Some(version.into()),
+            half_close: true,
         });
-        if let Some(side) = self.early_please.take() {
+        if let Some((side, half_close)) = self.early_please.take() {
+            self.peer_half_close = half_close;
             self.got_please(now, &side);
         }
     }
@@ -162,8 +171,21 @@ impl Manager {
     /// A message from the peer, in `dilate-N` order.
     pub fn received(&mut self, now: Instant, msg: L1Message) {
         match (msg, self.state) {
-            (L1Message::Please { side, .. }, State::Waiting) => self.early_please = Some(side),
-            (L1Message::Please { side, .. }, State::Wanting) => self.got_please(now, &side),
+            (
+                L1Message::Please {
+                    side, half_close, ..
+                },
+                State::Waiting,
+            ) => self.early_please = Some((side, half_close)),
+            (
+                L1Message::Please {
+                    side, half_close, ..
+                },
+                State::Wanting,
+            ) => {
+                self.peer_half_close = half_close;
+                self.got_please(now, &side);
+            }
             (L1Message::ConnectionHints(hints), State::Connecting) => {
                 self.actions.push_back(ManagerAction::UseHints(hints))
             }
@@ -321,6 +343,7 @@ mod tests {
         L1Message::Please {
             side: side.into(),
             use_version: Some("ged".into()),
+            half_close: true,
         }
     }
 

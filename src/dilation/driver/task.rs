@@ -275,7 +275,12 @@ impl Task {
             return;
         }
         let c = &self.config;
-        self.session = Some(Session::new(role, c.unacked_limit, c.ping_interval, false));
+        self.session = Some(Session::new(
+            role,
+            c.unacked_limit,
+            c.ping_interval,
+            self.manager.peer_half_close(),
+        ));
         for (name, reply) in std::mem::take(&mut self.pending_opens) {
             let _ = reply.send(self.open(&name));
         }
