@@ -173,3 +173,97 @@ async fn half_close_between_two_rust_peers() {
     .await
     .unwrap();
 }
+
+/// Each end opens a subchannel to the other; on both, each direction carries 64 MiB at once.
+async fn matrix(relay_only_path: bool) {
+    common::init_logging();
+    common::require_loopback_only();
+    let server = common::MailboxServer::start();
+    let relay = common::TransitRelay::start();
+    let cfg = |side: &str| match relay_only_path {
+        true => relay_only(side, &relay.hint()),
+        false => with_side(side),
+    };
+    const SIZE: usize = 64 << 20;
+    tokio::time::timeout(Duration::from_secs(180), async {
+        let (mut a, mut b) = pair(&server.url(), cfg(LEADER), cfg(FOLLOWER)).await;
+        let (mut la, mut lb) = (a.listen("data"), b.listen("data"));
+        let (sa, sb) = (a.open("data").await.unwrap(), b.open("data").await.unwrap());
+        assert_eq!((sa.id() % 2, sb.id() % 2), (1, 0));
+        let (ra, rb) = (lb.accept().await.unwrap(), la.accept().await.unwrap());
+        let d: Vec<Vec<u8>> = (0..4).map(|i| pattern(SIZE, i)).collect();
+        let (got_sa, got_ra, got_sb, got_rb) = tokio::join!(
+            common::dilation::exchange(sa, d[0].clone(), SIZE),
+            common::dilation::exchange(ra, d[1].clone(), SIZE),
+            common::dilation::exchange(sb, d[2].clone(), SIZE),
+            common::dilation::exchange(rb, d[3].clone(), SIZE),
+        );
+        assert_eq!(
+            sha(&got_ra),
+            sha(&d[0]),
+            "leader-opened, leader to follower"
+        );
+        assert_eq!(
+            sha(&got_sa),
+            sha(&d[1]),
+            "leader-opened, follower to leader"
+        );
+        assert_eq!(
+            sha(&got_rb),
+            sha(&d[2]),
+            "follower-opened, follower to leader"
+        );
+        assert_eq!(
+            sha(&got_sb),
+            sha(&d[3]),
+            "follower-opened, leader to follower"
+        );
+        let want = if relay_only_path {
+            PathKind::Relay
+        } else {
+            PathKind::Direct
+        };
+        assert_eq!(connected(&mut a).await, want);
+        assert_eq!(connected(&mut b).await, want);
+        assert_eq!(a.close().await, Ok(Mood::Happy));
+        assert_eq!(b.close().await, Ok(Mood::Happy));
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn rust_matrix_direct_64_mib_each_way_from_each_end() {
+    matrix(false).await;
+}
+
+#[tokio::test]
+async fn rust_matrix_relay_only_64_mib_each_way_from_each_end() {
+    matrix(true).await;
+}
+
+#[tokio::test]
+async fn an_open_before_anyone_listens_is_held_with_its_data() {
+    common::init_logging();
+    common::require_loopback_only();
+    let server = common::MailboxServer::start();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let (a, mut b) = pair(&server.url(), with_side(LEADER), with_side(FOLLOWER)).await;
+        let mut sub = a.open("late").await.unwrap();
+        sub.write_all(b"written before the peer listened")
+            .await
+            .unwrap();
+        sub.shutdown().await.unwrap();
+        connected(&mut b).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut listener = b.listen("late");
+        let mut got = listener.accept().await.unwrap();
+        let mut data = Vec::new();
+        got.read_to_end(&mut data).await.unwrap();
+        assert_eq!(data, b"written before the peer listened");
+        assert_eq!(a.close().await, Ok(Mood::Happy));
+        assert_eq!(b.close().await, Ok(Mood::Happy));
+    })
+    .await
+    .unwrap();
+}

@@ -167,3 +167,18 @@ pub async fn close_python_pair(mut py: super::PyPeer, d: Dilated) {
     assert_eq!(d.close().await, Ok(fowl::wormhole::Mood::Happy));
     assert_eq!(py.wait(Duration::from_secs(10)).await, Some(0));
 }
+
+/// Writes `data` and, at the same time, reads `expect` bytes from `sub` (independent directions);
+/// half-closes after writing. Returns what was read.
+pub async fn exchange(sub: Subchannel, data: Vec<u8>, expect: usize) -> Vec<u8> {
+    let (mut r, mut w) = tokio::io::split(sub);
+    let writer = tokio::spawn(async move {
+        w.write_all(&data).await.unwrap();
+        w.shutdown().await.unwrap();
+        w
+    });
+    let mut got = vec![0u8; expect];
+    r.read_exact(&mut got).await.unwrap();
+    let _ = writer.await.unwrap();
+    got
+}

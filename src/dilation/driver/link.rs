@@ -21,6 +21,15 @@ pub(crate) enum LinkEvent {
     Lost { link: u64, reason: String },
 }
 
+/// Where a link reports: records through a bounded channel (which the Dilation task stops
+/// reading while a subchannel's buffer is full), loss through an unbounded one that it always
+/// reads, so that a dead connection is noticed even then.
+#[derive(Clone)]
+pub(crate) struct LinkReports {
+    pub records: mpsc::Sender<LinkEvent>,
+    pub lost: mpsc::UnboundedSender<LinkEvent>,
+}
+
 /// A selected connection.
 pub(crate) struct Link {
     pub id: u64,
@@ -34,14 +43,14 @@ impl Link {
         id: u64,
         stream: TcpStream,
         l2: L2Connection,
-        events: mpsc::Sender<LinkEvent>,
+        reports: LinkReports,
     ) -> Option<Link> {
         let (send, recv) = l2.into_halves()?;
         let (read, write) = stream.into_split();
         let (writer, batches) = mpsc::channel(WRITE_BATCHES);
         let mut tasks = JoinSet::new();
-        tasks.spawn(read_loop(id, read, recv, events.clone()));
-        tasks.spawn(write_loop(id, write, send, batches, events));
+        tasks.spawn(read_loop(id, read, recv, reports.clone()));
+        tasks.spawn(write_loop(id, write, send, batches, reports));
         Some(Link { id, writer, tasks })
     }
 
@@ -61,7 +70,7 @@ async fn read_loop(
     id: u64,
     mut read: tokio::net::tcp::OwnedReadHalf,
     mut recv: RecvHalf,
-    events: mpsc::Sender<LinkEvent>,
+    reports: LinkReports,
 ) {
     let reason = loop {
         let buf = recv.buffer();
@@ -76,7 +85,8 @@ async fn read_loop(
             break e.to_string();
         }
         if !records.is_empty()
-            && events
+            && reports
+                .records
                 .send(LinkEvent::Records { link: id, records })
                 .await
                 .is_err()
@@ -84,7 +94,7 @@ async fn read_loop(
             return;
         }
     };
-    let _ = events.send(LinkEvent::Lost { link: id, reason }).await;
+    let _ = reports.lost.send(LinkEvent::Lost { link: id, reason });
 }
 
 async fn write_loop(
@@ -92,7 +102,7 @@ async fn write_loop(
     mut write: tokio::net::tcp::OwnedWriteHalf,
     mut send: SendHalf,
     mut batches: mpsc::Receiver<Vec<Arc<Record>>>,
-    events: mpsc::Sender<LinkEvent>,
+    reports: LinkReports,
 ) {
     let (mut out, mut scratch) = (Vec::new(), Vec::new());
     while let Some(batch) = batches.recv().await {
@@ -101,12 +111,10 @@ async fn write_loop(
             send.seal_record(r, &mut out, &mut scratch);
         }
         if let Err(e) = write.write_all(&out).await {
-            let _ = events
-                .send(LinkEvent::Lost {
-                    link: id,
-                    reason: e.to_string(),
-                })
-                .await;
+            let _ = reports.lost.send(LinkEvent::Lost {
+                link: id,
+                reason: e.to_string(),
+            });
             return;
         }
     }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, Notify, Semaphore};
 
 use super::connector::{Candidate, Connector, ConnectorConfig, ConnectorEvent, PathKind};
-use super::link::{Link, LinkEvent, READ_BATCHES};
+use super::link::{Link, LinkEvent, LinkReports, READ_BATCHES};
 use super::subchannel::{Shared, SubCommand, Subchannel};
 use super::{DilationConfig, DilationEvent, TaskCommand};
 use crate::dilation::l1::{random_side, L1Message};
@@ -44,7 +44,7 @@ struct Task {
     connector: Option<Connector>,
     candidates: Vec<Candidate>,
     grace: Option<Instant>,
-    link_tx: mpsc::Sender<LinkEvent>,
+    link_reports: LinkReports,
     link: Option<Link>,
     next_link: u64,
     outgoing: Vec<Vec<u8>>,
@@ -60,6 +60,7 @@ pub(super) async fn run(
     let (sub_tx, mut sub_rx) = mpsc::unbounded_channel();
     let (conn_tx, mut conn_rx) = mpsc::channel(16);
     let (link_tx, mut link_rx) = mpsc::channel(READ_BATCHES);
+    let (lost_tx, mut lost_rx) = mpsc::unbounded_channel();
     let side = config.side.clone().unwrap_or_else(random_side);
     let mut t = Task {
         manager: Manager::new(&side, config.generation_timeout),
@@ -80,7 +81,10 @@ pub(super) async fn run(
         connector: None,
         candidates: Vec::new(),
         grace: None,
-        link_tx,
+        link_reports: LinkReports {
+            records: link_tx,
+            lost: lost_tx,
+        },
         link: None,
         next_link: 0,
         outgoing: Vec::new(),
@@ -124,11 +128,21 @@ pub(super) async fn run(
             Some(cmd) = sub_rx.recv() => t.sub_command(cmd),
             Some(event) = conn_rx.recv() => t.connector_event(event).await,
             Some(event) = link_rx.recv(), if !paused => t.link_event(event),
+            Some(event) = lost_rx.recv() => t.link_event(event),
             permit = async { writer.as_ref().expect("guarded").reserve().await }, if wants_transmit => {
-                if let (Ok(permit), Some(session)) = (permit, t.session.as_mut()) {
-                    let mut batch = Vec::new();
-                    session.transmit(TRANSMIT_BATCH, |r| batch.push(r.clone()));
-                    permit.send(batch);
+                match (permit, t.session.as_mut()) {
+                    (Ok(permit), Some(session)) => {
+                        let mut batch = Vec::new();
+                        session.transmit(TRANSMIT_BATCH, |r| batch.push(r.clone()));
+                        permit.send(batch);
+                    }
+                    (Err(_), _) => {
+                        // the writer task is gone: the connection failed under it
+                        if t.link.take().is_some() {
+                            t.lost(Instant::now(), "writer stopped");
+                        }
+                    }
+                    (Ok(_), None) => {}
                 }
             }
             _ = t.resume.notified(), if paused => t.recheck_paused(),
@@ -484,7 +498,7 @@ impl Task {
             peer,
             ..
         } = *c;
-        let Some(link) = Link::start(id, stream, l2, self.link_tx.clone()) else {
+        let Some(link) = Link::start(id, stream, l2, self.link_reports.clone()) else {
             return;
         };
         self.link = Some(link);
