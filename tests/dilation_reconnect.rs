@@ -17,6 +17,49 @@ use fowl::wormhole::Mood;
 const SIZE: usize = 16 << 20;
 const LIMIT: Duration = Duration::from_secs(180);
 
+/// A mailbox server and a transit relay, reached through a cuttable proxy.
+struct Rig {
+    server: MailboxServer,
+    _relay: TransitRelay,
+    proxy: CutProxy,
+}
+
+impl Rig {
+    async fn start() -> Rig {
+        common::init_logging();
+        common::require_loopback_only();
+        let server = MailboxServer::start();
+        let relay = TransitRelay::start();
+        let proxy = CutProxy::start(relay.0.port).await;
+        Rig {
+            server,
+            _relay: relay,
+            proxy,
+        }
+    }
+
+    /// A Rust Leader and a Rust Follower, relay-only through the proxy.
+    async fn rust_pair(&self) -> (Dilated, Dilated) {
+        let hint = self.proxy.hint();
+        rust_pair(
+            &self.server.url(),
+            relay_only(LEADER, &hint),
+            relay_only(FOLLOWER, &hint),
+        )
+        .await
+    }
+
+    /// The Python peer, relay-only through the proxy; we take `config`.
+    async fn python_pair(&self, config: DilationConfig) -> (common::PyPeer, Dilated) {
+        let args = vec![
+            "--relay".to_string(),
+            self.proxy.hint(),
+            "--no-listen".into(),
+        ];
+        python_pair(&self.server.url(), &args, config).await
+    }
+}
+
 /// Echoes SIZE bytes through the peer's echo, cutting every proxied connection at 30 %; checks
 /// the data and returns the longest pause in the echo after the cut.
 async fn transfer_with_cut(opener: &Dilated, proxy: &CutProxy) -> Duration {
@@ -49,20 +92,11 @@ fn reconnected(events: &mut Dilated) -> impl std::future::Future<Output = Option
 
 #[tokio::test]
 async fn cut_mid_transfer_rust_leader_rust_follower() {
-    common::init_logging();
-    common::require_loopback_only();
-    let server = MailboxServer::start();
-    let relay = TransitRelay::start();
-    let proxy = CutProxy::start(relay.0.port).await;
+    let rig = Rig::start().await;
     tokio::time::timeout(LIMIT, async {
-        let (mut a, b) = rust_pair(
-            &server.url(),
-            relay_only(LEADER, &proxy.hint()),
-            relay_only(FOLLOWER, &proxy.hint()),
-        )
-        .await;
+        let (mut a, b) = rig.rust_pair().await;
         let echo = echo_server(&b, "echo");
-        let gap = transfer_with_cut(&a, &proxy).await;
+        let gap = transfer_with_cut(&a, &rig.proxy).await;
         assert!(
             gap < Duration::from_secs(1),
             "data resumed {gap:?} after the cut"
@@ -81,14 +115,11 @@ async fn cut_mid_transfer_rust_leader_rust_follower() {
 }
 
 async fn cut_with_python(rust_side: &str) -> Duration {
-    common::init_logging();
-    common::require_loopback_only();
-    let server = MailboxServer::start();
-    let relay = TransitRelay::start();
-    let proxy = CutProxy::start(relay.0.port).await;
-    let args = vec!["--relay".to_string(), proxy.hint(), "--no-listen".into()];
-    let (py, mut d) = python_pair(&server.url(), &args, relay_only(rust_side, &proxy.hint())).await;
-    let gap = transfer_with_cut(&d, &proxy).await;
+    let rig = Rig::start().await;
+    let (py, mut d) = rig
+        .python_pair(relay_only(rust_side, &rig.proxy.hint()))
+        .await;
+    let gap = transfer_with_cut(&d, &rig.proxy).await;
     assert!(reconnected(&mut d).await.is_some());
     close_python_pair(py, d).await;
     gap
@@ -134,20 +165,11 @@ async fn write_while_offline(opener: &mut Dilated, proxy: &CutProxy) {
 
 #[tokio::test]
 async fn data_written_while_offline_rust_to_rust() {
-    common::init_logging();
-    common::require_loopback_only();
-    let server = MailboxServer::start();
-    let relay = TransitRelay::start();
-    let proxy = CutProxy::start(relay.0.port).await;
+    let rig = Rig::start().await;
     tokio::time::timeout(LIMIT, async {
-        let (mut a, b) = rust_pair(
-            &server.url(),
-            relay_only(LEADER, &proxy.hint()),
-            relay_only(FOLLOWER, &proxy.hint()),
-        )
-        .await;
+        let (mut a, b) = rig.rust_pair().await;
         let _echo = echo_server(&b, "echo");
-        write_while_offline(&mut a, &proxy).await;
+        write_while_offline(&mut a, &rig.proxy).await;
         assert_eq!(a.close().await, Ok(Mood::Happy));
         assert_eq!(b.close().await, Ok(Mood::Happy));
     })
@@ -157,20 +179,15 @@ async fn data_written_while_offline_rust_to_rust() {
 
 #[tokio::test]
 async fn data_written_while_offline_rust_leader_python_follower() {
-    common::init_logging();
-    common::require_loopback_only();
-    let server = MailboxServer::start();
-    let relay = TransitRelay::start();
-    let proxy = CutProxy::start(relay.0.port).await;
+    let rig = Rig::start().await;
     tokio::time::timeout(LIMIT, async {
-        let args = vec!["--relay".to_string(), proxy.hint(), "--no-listen".into()];
         // Python dials each relay once per generation: new generations make it try again
         let config = DilationConfig {
             generation_timeout: Duration::from_secs(2),
-            ..relay_only(LEADER, &proxy.hint())
+            ..relay_only(LEADER, &rig.proxy.hint())
         };
-        let (py, mut d) = python_pair(&server.url(), &args, config).await;
-        write_while_offline(&mut d, &proxy).await;
+        let (py, mut d) = rig.python_pair(config).await;
+        write_while_offline(&mut d, &rig.proxy).await;
         close_python_pair(py, d).await;
     })
     .await
