@@ -194,25 +194,38 @@ async fn data_written_while_offline_rust_leader_python_follower() {
     .unwrap();
 }
 
-/// Stops the transit relay for 3 s in the middle of an echo of SIZE bytes.
+/// Stops the transit relay for 3 s in the middle of an echo of SIZE bytes, while the peers keep
+/// running (their dials fail and are retried).
 async fn relay_outage(opener: &Dilated, relay: &mut TransitRelay) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let sub = opener.open("echo").await.unwrap();
     let data = pattern(SIZE, 11);
-    let mut stopped = false;
-    let echoed = send_and_read_echo(sub, data.clone(), |got| {
-        if !stopped && got >= SIZE / 3 {
-            stopped = true;
-            relay.0.kill();
-            std::thread::sleep(Duration::from_secs(3));
-            relay.0.restart();
-        }
-        stopped
-    })
-    .await;
+    let progress = std::sync::Arc::new(AtomicUsize::new(0));
+    let transfer = {
+        let (data, progress) = (data.clone(), progress.clone());
+        tokio::spawn(async move {
+            send_and_read_echo(sub, data, move |got| {
+                progress.store(got, Ordering::Relaxed);
+                false
+            })
+            .await
+        })
+    };
+    while progress.load(Ordering::Relaxed) < SIZE / 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    relay.0.kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !transfer.is_finished(),
+        "nothing can flow while the relay is down"
+    );
+    tokio::task::block_in_place(|| relay.0.restart());
+    let echoed = transfer.await.unwrap();
     assert!(echoed.back == data, "the echo differs from what was sent");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_outage_rust_to_rust() {
     common::init_logging();
     common::require_loopback_only();
@@ -235,7 +248,7 @@ async fn relay_outage_rust_to_rust() {
     .unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_outage_rust_leader_python_follower() {
     common::init_logging();
     common::require_loopback_only();
