@@ -55,6 +55,8 @@ pub enum DilationError {
     Reflection,
     #[error("Dilation was stopped")]
     Stopped,
+    #[error("a subchannel needs a non-empty subprotocol name")]
+    EmptySubprotocol,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,12 +14,11 @@ use super::record::{Record, Scid, Seqnum};
 pub const DEFAULT_UNACKED_LIMIT: usize = 64 << 20;
 
 /// The sending side: seqnum allocation and the unacked queue.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Outbound {
     next_seqnum: u64,
     queue: VecDeque<Arc<Record>>,
     queued_bytes: usize,
-    limit: usize,
 }
 
 /// The 32-bit seqnum space is exhausted (Python raises too); the Dilation cannot continue.
@@ -28,15 +27,6 @@ pub struct Outbound {
 pub struct SeqnumExhausted;
 
 impl Outbound {
-    pub fn new(limit: usize) -> Outbound {
-        Outbound {
-            next_seqnum: 0,
-            queue: VecDeque::new(),
-            queued_bytes: 0,
-            limit,
-        }
-    }
-
     fn seqnum(&mut self) -> Result<Seqnum, SeqnumExhausted> {
         let s = Seqnum::try_from(self.next_seqnum).map_err(|_| SeqnumExhausted)?;
         self.next_seqnum += 1;
@@ -108,11 +98,6 @@ impl Outbound {
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
-
-    /// Whether writers must wait for ACKs before queueing more data.
-    pub fn is_full(&self) -> bool {
-        self.queued_bytes >= self.limit
-    }
 }
 
 /// The receiving side: the watermark.
@@ -139,7 +124,7 @@ mod tests {
 
     #[test]
     fn seqnums_are_shared_by_all_subchannels_and_retired_cumulatively() {
-        let mut out = Outbound::new(1 << 20);
+        let mut out = Outbound::default();
         assert_eq!(out.open(1, "a").unwrap().seqnum(), Some(0));
         assert_eq!(out.data(1, b"x".to_vec()).unwrap().seqnum(), Some(1));
         assert_eq!(out.open(3, "b").unwrap().seqnum(), Some(2));
@@ -156,17 +141,6 @@ mod tests {
     }
 
     #[test]
-    fn full_when_unacked_bytes_reach_the_limit() {
-        let mut out = Outbound::new(100);
-        out.data(1, vec![0; 80]).unwrap();
-        assert!(!out.is_full());
-        out.data(1, vec![0; 20]).unwrap();
-        assert!(out.is_full());
-        out.ack(0);
-        assert!(!out.is_full());
-    }
-
-    #[test]
     fn watermark_drops_old_and_duplicate_records() {
         let mut inb = Inbound::default();
         assert!(inb.accept(0));
@@ -180,8 +154,10 @@ mod tests {
 
     #[test]
     fn seqnums_end_at_u32_max() {
-        let mut out = Outbound::new(usize::MAX);
-        out.next_seqnum = u32::MAX as u64;
+        let mut out = Outbound {
+            next_seqnum: u32::MAX as u64,
+            ..Outbound::default()
+        };
         assert_eq!(out.close(1).unwrap().seqnum(), Some(u32::MAX));
         assert_eq!(out.close(1).unwrap_err(), SeqnumExhausted);
     }

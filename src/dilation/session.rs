@@ -104,7 +104,7 @@ impl Session {
     ) -> Session {
         Session {
             role,
-            outbound: Outbound::new(unacked_limit),
+            outbound: Outbound::default(),
             highest_sent: None,
             in_flight: 0,
             unacked_limit,

@@ -324,7 +324,7 @@ impl Task {
         match cmd {
             TaskCommand::Open { subprotocol, reply } => {
                 if subprotocol.is_empty() {
-                    let _ = reply.send(Err(DilationError::Stopped));
+                    let _ = reply.send(Err(DilationError::EmptySubprotocol));
                 } else if self.session.is_some() {
                     let _ = reply.send(self.open(&subprotocol));
                 } else {
@@ -538,14 +538,14 @@ impl Task {
             LinkEvent::Lost { link, reason } => {
                 if self.link.as_ref().is_some_and(|l| l.id == link) {
                     self.link = None;
-                    tracing::info!("dilation connection lost: {reason}");
                     self.lost(Instant::now(), &reason);
                 }
             }
         }
     }
 
-    fn lost(&mut self, now: Instant, _reason: &str) {
+    fn lost(&mut self, now: Instant, reason: &str) {
+        tracing::info!("dilation connection lost: {reason}");
         if let Some(s) = self.session.as_mut() {
             s.connection_lost();
         }
