@@ -138,3 +138,25 @@ async fn rust_leader_prefers_direct_over_relay_with_python_ten_of_ten() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn python_leader_gets_direct_over_relay_from_a_rust_follower_ten_of_ten() {
+    common::init_logging();
+    common::require_loopback_only();
+    let server = MailboxServer::start();
+    let relay = TransitRelay::start();
+    tokio::time::timeout(Duration::from_secs(240), async {
+        for _ in 0..10 {
+            let args = vec!["--relay".to_string(), relay.hint()];
+            let config = DilationConfig {
+                relay: Some(relay.hint().parse().unwrap()),
+                ..common::dilation::config(FOLLOWER)
+            };
+            let (py, mut d) = python_pair(&server.url(), &args, config).await;
+            assert_eq!(common::dilation::connected(&mut d).await, PathKind::Direct);
+            close_python_pair(py, d).await;
+        }
+    })
+    .await
+    .unwrap();
+}

@@ -3,6 +3,8 @@
 //! connection. Connections whose peer KCM arrived are handed to the Dilation task as candidates.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -57,6 +59,11 @@ pub(crate) struct ConnectorConfig {
     pub no_listen: bool,
     pub connect_timeout: Duration,
     pub handshake_timeout: Duration,
+    /// Follower: how long our KCM waits on a relay connection while a direct path is possible.
+    pub relay_grace: Duration,
+    /// Set once a direct path is possible in this generation (we listen, or the peer gave direct
+    /// hints).
+    pub direct_possible: Arc<AtomicBool>,
 }
 
 /// Dial retry backoff: 250 ms doubling to 5 s.
@@ -84,6 +91,7 @@ impl Connector {
                     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
                     let dual = listener.local_addr().is_ok_and(|a| a.is_ipv6());
                     hints.extend(direct_hints(port, dual));
+                    c.config.direct_possible.store(true, Ordering::Relaxed);
                     let (config, events) = (c.config.clone(), c.events.clone());
                     c.tasks.spawn(accept_loop(listener, config, events));
                 }
@@ -109,6 +117,7 @@ impl Connector {
         for hint in hints {
             match hint {
                 Hint::DirectTcp { hostname, port, .. } => {
+                    self.config.direct_possible.store(true, Ordering::Relaxed);
                     self.dial(hostname, port, PathKind::Direct)
                 }
                 Hint::Relay(inner) => {
@@ -206,12 +215,23 @@ async fn handshake(
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().map_err(|e| e.to_string())?;
     let mut l2 = L2Connection::new(config.role, &config.psk, relay);
+    if config.role == Role::Follower && path == PathKind::Relay {
+        l2.hold_kcm();
+    }
     let run = async {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             let out = l2.take_output();
             if !out.is_empty() {
                 stream.write_all(&out).await.map_err(|e| e.to_string())?;
+            }
+            if l2.kcm_held() {
+                // give a direct connection the chance to reach the Leader first
+                if config.direct_possible.load(Ordering::Relaxed) {
+                    tokio::time::sleep(config.relay_grace).await;
+                }
+                l2.release_kcm();
+                continue;
             }
             let mut events = Vec::new();
             let mut ready = false;

@@ -32,7 +32,9 @@ pub struct DilationConfig {
     pub ping_interval: Duration,
     /// A Leader whose generation did not connect within this starts a new one.
     pub generation_timeout: Duration,
-    /// A Leader waits this long after a relay candidate for a direct one.
+    /// A Leader waits this long after a relay candidate for a direct one; a Follower holds its
+    /// KCM on a relay connection this long while a direct path is possible (a Python Leader
+    /// takes the first KCM).
     pub relay_grace: Duration,
     /// Bytes written to subchannels but not yet handed to the connection (all subchannels
     /// together); writers wait beyond it, so the connection's TCP backpressure reaches them.

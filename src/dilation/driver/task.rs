@@ -245,6 +245,8 @@ impl Task {
                     no_listen: self.config.no_listen,
                     connect_timeout: self.config.connect_timeout,
                     handshake_timeout: self.config.handshake_timeout,
+                    relay_grace: self.config.relay_grace,
+                    direct_possible: Default::default(),
                 };
                 self.connector = Some(Connector::start(cfg, self.conn_tx.clone()).await);
             }

@@ -38,6 +38,9 @@ pub struct L2Connection {
     events: VecDeque<L2Event>,
     psk: Key,
     ephemeral: Option<[u8; 32]>,
+    /// Follower: keep our KCM back until [`L2Connection::release_kcm`].
+    hold_kcm: bool,
+    kcm_held: bool,
 }
 
 impl L2Connection {
@@ -62,6 +65,8 @@ impl L2Connection {
             events: VecDeque::new(),
             psk: *psk,
             ephemeral,
+            hold_kcm: false,
+            kcm_held: false,
         };
         match relay_line {
             Some(line) => {
@@ -108,6 +113,25 @@ impl L2Connection {
     }
 
     /// Leader only: makes this candidate the connection, by sending our KCM on it.
+    /// Follower: hold our KCM back after the handshake (the Leader selects the first
+    /// connection whose Follower KCM arrives, so this lets a direct connection win).
+    pub fn hold_kcm(&mut self) {
+        self.hold_kcm = true;
+    }
+
+    /// Whether the handshake is done and our KCM waits for [`L2Connection::release_kcm`].
+    pub fn kcm_held(&self) -> bool {
+        self.kcm_held
+    }
+
+    /// Sends the KCM that [`L2Connection::hold_kcm`] kept back.
+    pub fn release_kcm(&mut self) {
+        if let (true, State::AwaitKcm(t)) = (self.kcm_held, &mut self.state) {
+            t.seal_frame(&Record::Kcm.encode(), &mut self.outbuf);
+            self.kcm_held = false;
+        }
+    }
+
     pub fn select(&mut self) {
         debug_assert_eq!(self.role, Role::Leader);
         self.send_record(&Record::Kcm);
@@ -211,7 +235,11 @@ impl L2Connection {
                         let msg2 = hs.write_message()?;
                         push_frame(&mut self.outbuf, &msg2);
                         let mut t = hs.into_transport();
-                        t.seal_frame(&Record::Kcm.encode(), &mut self.outbuf);
+                        if self.hold_kcm {
+                            self.kcm_held = true;
+                        } else {
+                            t.seal_frame(&Record::Kcm.encode(), &mut self.outbuf);
+                        }
                         self.state = State::AwaitKcm(t);
                     } else {
                         self.state = State::AwaitKcm(hs.into_transport());

@@ -292,3 +292,25 @@ fn halves_keep_the_ciphers_and_buffered_bytes() {
     let (l, _) = pair();
     assert!(l.into_halves().is_none());
 }
+
+#[test]
+fn a_follower_can_hold_its_kcm_back() {
+    let (mut l, mut f) = pair();
+    f.hold_kcm();
+    let (lo, fo) = (l.take_output(), f.take_output());
+    l.receive(&fo).unwrap();
+    f.receive(&lo).unwrap();
+    f.receive(&l.take_output()).unwrap();
+    assert!(f.kcm_held());
+    let msg2 = f.take_output();
+    assert_eq!(msg2.len(), 4 + 48, "msg2 only, no KCM yet");
+    l.receive(&msg2).unwrap();
+    assert!(
+        events(&mut l).is_empty(),
+        "no candidate without the follower's KCM"
+    );
+    f.release_kcm();
+    assert!(!f.kcm_held());
+    l.receive(&f.take_output()).unwrap();
+    assert_eq!(events(&mut l), vec![L2Event::Ready]);
+}
