@@ -7,4 +7,5 @@ pub mod code;
 pub mod dilation;
 pub mod key;
 pub mod mailbox;
+pub mod server;
 pub mod wormhole;

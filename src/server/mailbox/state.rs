@@ -1,0 +1,407 @@
+//! The mailbox server's protocol logic, sans-IO: connections are ids, frames are strings, time is
+//! seconds since the epoch passed in by the caller.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Map, Value};
+
+/// A connection, as numbered by the driver.
+pub type ConnId = u64;
+
+/// What the server says in its welcome.
+#[derive(Debug, Clone, Default)]
+pub struct MailboxConfig {
+    /// Message of the day, shown by clients.
+    pub motd: Option<String>,
+    /// Makes every client fail with this message (maintenance).
+    pub signal_error: Option<String>,
+    /// Refuse to list allocated nameplates (`nameplates` answers `[]`).
+    pub disallow_list: bool,
+}
+
+#[derive(Debug, Default)]
+struct Nameplate {
+    mailbox: String,
+    /// side -> still claimed (false once released)
+    sides: HashMap<String, bool>,
+}
+
+#[derive(Debug, Default)]
+struct Mailbox {
+    /// side -> closed
+    sides: HashMap<String, bool>,
+    messages: Vec<Value>,
+    listeners: HashSet<ConnId>,
+}
+
+#[derive(Debug, Default)]
+struct App {
+    nameplates: HashMap<String, Nameplate>,
+    mailboxes: HashMap<String, Mailbox>,
+}
+
+#[derive(Debug, Default)]
+struct Conn {
+    app: Option<String>,
+    side: Option<String>,
+    allocated: bool,
+    claimed: Option<String>,
+    released: bool,
+    opened: Option<String>,
+    closed: bool,
+}
+
+/// A refusal: the exact error string of the Python server.
+struct Refusal(&'static str);
+
+/// The server state.
+pub struct MailboxState {
+    config: MailboxConfig,
+    apps: HashMap<String, App>,
+    conns: HashMap<ConnId, Conn>,
+    outbox: VecDeque<(ConnId, String)>,
+    rng: StdRng,
+}
+
+fn text(msg: &Map<String, Value>, key: &str) -> Option<String> {
+    msg.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+impl MailboxState {
+    pub fn new(config: MailboxConfig) -> MailboxState {
+        MailboxState {
+            config,
+            apps: HashMap::new(),
+            conns: HashMap::new(),
+            outbox: VecDeque::new(),
+            rng: StdRng::from_entropy(),
+        }
+    }
+
+    /// The next frame to send, and to which connection.
+    pub fn poll_transmit(&mut self) -> Option<(ConnId, String)> {
+        self.outbox.pop_front()
+    }
+
+    fn send(&mut self, to: ConnId, kind: &str, mut fields: Map<String, Value>, now: f64) {
+        fields.insert("type".into(), kind.into());
+        fields.insert("server_tx".into(), now.into());
+        self.outbox
+            .push_back((to, Value::Object(fields).to_string()));
+    }
+
+    /// A new WebSocket: it gets the welcome at once.
+    pub fn connected(&mut self, id: ConnId, now: f64) {
+        self.conns.insert(id, Conn::default());
+        let mut welcome = Map::new();
+        if let Some(motd) = &self.config.motd {
+            welcome.insert("motd".into(), motd.clone().into());
+        }
+        if let Some(error) = &self.config.signal_error {
+            welcome.insert("error".into(), error.clone().into());
+        }
+        let mut fields = Map::new();
+        fields.insert("welcome".into(), Value::Object(welcome));
+        self.send(id, "welcome", fields, now);
+    }
+
+    /// The WebSocket is gone: it stops listening; its claims and opens stay (the client may come
+    /// back on a new connection).
+    pub fn disconnected(&mut self, id: ConnId) {
+        if let Some(conn) = self.conns.remove(&id) {
+            if let (Some(app), Some(mailbox)) = (conn.app, conn.opened) {
+                if let Some(mb) = self
+                    .apps
+                    .get_mut(&app)
+                    .and_then(|a| a.mailboxes.get_mut(&mailbox))
+                {
+                    mb.listeners.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// One text frame from a client.
+    pub fn received(&mut self, id: ConnId, frame: &str, now: f64) {
+        let Ok(Value::Object(msg)) = serde_json::from_str::<Value>(frame) else {
+            tracing::debug!("mailbox server: ignoring a frame that is not a JSON object");
+            return;
+        };
+        let Some(kind) = text(&msg, "type") else {
+            return self.error(id, "missing 'type'", &msg, now);
+        };
+        let mut ack = Map::new();
+        ack.insert("id".into(), msg.get("id").cloned().unwrap_or(Value::Null));
+        self.send(id, "ack", ack, now);
+        if let Err(Refusal(e)) = self.handle(id, &kind, &msg, now) {
+            self.error(id, e, &msg, now);
+        }
+    }
+
+    fn error(&mut self, id: ConnId, error: &str, orig: &Map<String, Value>, now: f64) {
+        let mut fields = Map::new();
+        fields.insert("error".into(), error.into());
+        fields.insert("orig".into(), Value::Object(orig.clone()));
+        self.send(id, "error", fields, now);
+    }
+
+    fn handle(
+        &mut self,
+        id: ConnId,
+        kind: &str,
+        msg: &Map<String, Value>,
+        now: f64,
+    ) -> Result<(), Refusal> {
+        if kind == "ping" {
+            let ping = msg
+                .get("ping")
+                .ok_or(Refusal("ping requires 'ping'"))?
+                .clone();
+            let mut fields = Map::new();
+            fields.insert("pong".into(), ping);
+            self.send(id, "pong", fields, now);
+            return Ok(());
+        }
+        let conn = self.conns.get_mut(&id).ok_or(Refusal("must bind first"))?;
+        if kind == "bind" {
+            if conn.app.is_some() {
+                return Err(Refusal("already bound"));
+            }
+            let app = text(msg, "appid").ok_or(Refusal("bind requires 'appid'"))?;
+            let side = text(msg, "side").ok_or(Refusal("bind requires 'side'"))?;
+            conn.app = Some(app);
+            conn.side = Some(side);
+            return Ok(());
+        }
+        let (Some(app_id), Some(side)) = (conn.app.clone(), conn.side.clone()) else {
+            return Err(Refusal("must bind first"));
+        };
+        let (allocated, claimed, released, opened, closed) = (
+            conn.allocated,
+            conn.claimed.clone(),
+            conn.released,
+            conn.opened.clone(),
+            conn.closed,
+        );
+        match kind {
+            "list" => {
+                let mut ids: Vec<String> = match self.config.disallow_list {
+                    true => Vec::new(),
+                    false => self
+                        .apps
+                        .get(&app_id)
+                        .map(|a| a.nameplates.keys().cloned().collect())
+                        .unwrap_or_default(),
+                };
+                ids.sort();
+                let list: Vec<Value> = ids.into_iter().map(|n| json!({"id": n})).collect();
+                let mut fields = Map::new();
+                fields.insert("nameplates".into(), list.into());
+                self.send(id, "nameplates", fields, now);
+            }
+            "allocate" => {
+                if allocated {
+                    return Err(Refusal("you already allocated one, don't be greedy"));
+                }
+                self.conn(id).allocated = true;
+                let nameplate = self.free_nameplate(&app_id);
+                self.claim(&app_id, &nameplate, &side)?;
+                let mut fields = Map::new();
+                fields.insert("nameplate".into(), nameplate.into());
+                self.send(id, "allocated", fields, now);
+            }
+            "claim" => {
+                let nameplate =
+                    text(msg, "nameplate").ok_or(Refusal("claim requires 'nameplate'"))?;
+                if claimed.is_some() {
+                    return Err(Refusal("only one claim per connection"));
+                }
+                if nameplate.is_empty()
+                    || nameplate.len() > 40
+                    || !nameplate.bytes().all(|b| b.is_ascii_digit())
+                {
+                    // Python's server crashes its handler here; we refuse cleanly
+                    return Err(Refusal("claim requires 'nameplate'"));
+                }
+                self.conn(id).claimed = Some(nameplate.clone());
+                let mailbox = self.claim(&app_id, &nameplate, &side)?;
+                let mut fields = Map::new();
+                fields.insert("mailbox".into(), mailbox.into());
+                self.send(id, "claimed", fields, now);
+            }
+            "release" => {
+                if released {
+                    return Err(Refusal("only one release per connection"));
+                }
+                let nameplate = match (text(msg, "nameplate"), claimed) {
+                    (Some(n), Some(c)) if n != c => {
+                        return Err(Refusal("release and claim must use same nameplate"))
+                    }
+                    (Some(n), _) => n,
+                    (None, Some(c)) => c,
+                    (None, None) => {
+                        return Err(Refusal("release without nameplate must follow claim"))
+                    }
+                };
+                self.conn(id).released = true;
+                if let Some(app) = self.apps.get_mut(&app_id) {
+                    if let Some(np) = app.nameplates.get_mut(&nameplate) {
+                        if let Some(claimed) = np.sides.get_mut(&side) {
+                            *claimed = false;
+                        }
+                        if np.sides.values().all(|claimed| !claimed) {
+                            app.nameplates.remove(&nameplate);
+                        }
+                    }
+                }
+                self.send(id, "released", Map::new(), now);
+            }
+            "open" => {
+                let mailbox = text(msg, "mailbox").ok_or(Refusal("open requires 'mailbox'"))?;
+                if opened.is_some() {
+                    return Err(Refusal("only one open per connection"));
+                }
+                self.conn(id).opened = Some(mailbox.clone());
+                let mb = self.open_side(&app_id, &mailbox, &side)?;
+                mb.listeners.insert(id);
+                let replay: Vec<Value> = mb.messages.clone();
+                for m in replay {
+                    let Value::Object(mut fields) = m else {
+                        continue;
+                    };
+                    fields.remove("type");
+                    self.send(id, "message", fields, now);
+                }
+            }
+            "add" => {
+                let mailbox = opened.ok_or(Refusal("must open mailbox before adding"))?;
+                let phase = text(msg, "phase").ok_or(Refusal("missing 'phase'"))?;
+                let body = text(msg, "body").ok_or(Refusal("missing 'body'"))?;
+                let message = json!({
+                    "side": side, "phase": phase, "body": body, "server_rx": now,
+                    "id": msg.get("id").cloned().unwrap_or(Value::Null),
+                });
+                let Some(mb) = self
+                    .apps
+                    .get_mut(&app_id)
+                    .and_then(|a| a.mailboxes.get_mut(&mailbox))
+                else {
+                    return Err(Refusal("must open mailbox before adding"));
+                };
+                mb.messages.push(message.clone());
+                let listeners: Vec<ConnId> = mb.listeners.iter().copied().collect();
+                for to in listeners {
+                    let Value::Object(fields) = message.clone() else {
+                        continue;
+                    };
+                    self.send(to, "message", fields, now);
+                }
+            }
+            "close" => {
+                if closed {
+                    return Err(Refusal("only one close per connection"));
+                }
+                let mailbox = match (text(msg, "mailbox"), opened) {
+                    (Some(m), Some(o)) if m != o => {
+                        return Err(Refusal("open and close must use same mailbox"))
+                    }
+                    (Some(m), _) => m,
+                    (None, Some(o)) => o,
+                    (None, None) => return Err(Refusal("close without mailbox must follow open")),
+                };
+                self.conn(id).closed = true;
+                if let Some(app) = self.apps.get_mut(&app_id) {
+                    if let Some(mb) = app.mailboxes.get_mut(&mailbox) {
+                        mb.sides.insert(side.clone(), true);
+                        mb.listeners.remove(&id);
+                        if mb.sides.values().all(|closed| *closed) {
+                            app.mailboxes.remove(&mailbox);
+                        }
+                    }
+                }
+                self.send(id, "closed", Map::new(), now);
+            }
+            _ => return Err(Refusal("unknown type")),
+        }
+        Ok(())
+    }
+
+    fn conn(&mut self, id: ConnId) -> &mut Conn {
+        self.conns.entry(id).or_default()
+    }
+
+    /// Claims `nameplate` for `side`, creating it (and its mailbox) when new.
+    fn claim(&mut self, app_id: &str, nameplate: &str, side: &str) -> Result<String, Refusal> {
+        let mailbox_id = new_mailbox_id(&mut self.rng);
+        let app = self.apps.entry(app_id.into()).or_default();
+        let np = app
+            .nameplates
+            .entry(nameplate.into())
+            .or_insert_with(|| Nameplate {
+                mailbox: mailbox_id,
+                sides: HashMap::new(),
+            });
+        match np.sides.get(side) {
+            Some(false) => return Err(Refusal("reclaimed")),
+            Some(true) => {}
+            None if np.sides.len() >= 2 => return Err(Refusal("crowded")),
+            None => {
+                np.sides.insert(side.into(), true);
+            }
+        }
+        let mailbox = np.mailbox.clone();
+        self.open_side(app_id, &mailbox, side)?;
+        Ok(mailbox)
+    }
+
+    /// Adds `side` to a mailbox (created when new); a third side is refused.
+    fn open_side(
+        &mut self,
+        app_id: &str,
+        mailbox: &str,
+        side: &str,
+    ) -> Result<&mut Mailbox, Refusal> {
+        let app = self.apps.entry(app_id.into()).or_default();
+        let mb = app.mailboxes.entry(mailbox.into()).or_default();
+        if !mb.sides.contains_key(side) {
+            if mb.sides.len() >= 2 {
+                return Err(Refusal("crowded"));
+            }
+            mb.sides.insert(side.into(), false);
+        }
+        Ok(mb)
+    }
+
+    /// A random free nameplate of the shortest possible length.
+    fn free_nameplate(&mut self, app_id: &str) -> String {
+        let used: HashSet<String> = self
+            .apps
+            .get(app_id)
+            .map(|a| a.nameplates.keys().cloned().collect())
+            .unwrap_or_default();
+        for (lo, hi) in [(1u32, 9u32), (10, 99), (100, 999)] {
+            let free: Vec<u32> = (lo..=hi)
+                .filter(|n| !used.contains(&n.to_string()))
+                .collect();
+            if !free.is_empty() {
+                return free[self.rng.gen_range(0..free.len())].to_string();
+            }
+        }
+        loop {
+            let n = self.rng.gen_range(1000u32..=999_999).to_string();
+            if !used.contains(&n) {
+                return n;
+            }
+        }
+    }
+}
+
+/// 13 characters of lowercase base32, like the Python server's.
+fn new_mailbox_id(rng: &mut StdRng) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+    (0..13)
+        .map(|_| ALPHABET[rng.gen_range(0..32)] as char)
+        .collect()
+}

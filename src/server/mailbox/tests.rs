@@ -1,0 +1,297 @@
+//! The mailbox server core, deterministically: exact error strings and message flows.
+
+use serde_json::{json, Value};
+
+use super::{MailboxConfig, MailboxState};
+
+struct Client<'a> {
+    server: &'a mut MailboxState,
+    id: u64,
+}
+
+fn drain(server: &mut MailboxState) -> Vec<(u64, Value)> {
+    std::iter::from_fn(|| server.poll_transmit())
+        .map(|(to, f)| (to, serde_json::from_str(&f).unwrap()))
+        .collect()
+}
+
+impl Client<'_> {
+    /// Sends `msg` and returns what this connection got, acks left out.
+    fn send(&mut self, msg: Value) -> Vec<Value> {
+        self.server.received(self.id, &msg.to_string(), 1.0);
+        drain(self.server)
+            .into_iter()
+            .filter(|(to, v)| *to == self.id && v["type"] != "ack")
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    fn error(&mut self, msg: Value) -> String {
+        let replies = self.send(msg);
+        assert_eq!(replies.len(), 1, "{replies:?}");
+        assert_eq!(replies[0]["type"], "error");
+        replies[0]["error"].as_str().unwrap().to_string()
+    }
+}
+
+fn connect(server: &mut MailboxState, id: u64) -> Vec<Value> {
+    server.connected(id, 0.0);
+    drain(server).into_iter().map(|(_, v)| v).collect()
+}
+
+fn bound(server: &mut MailboxState, id: u64, side: &str) {
+    connect(server, id);
+    Client { server, id }.send(json!({"type": "bind", "appid": "app", "side": side}));
+}
+
+#[test]
+fn welcome_carries_motd_and_signal_error() {
+    let mut s = MailboxState::new(MailboxConfig {
+        motd: Some("hi".into()),
+        signal_error: Some("down".into()),
+        ..Default::default()
+    });
+    let w = connect(&mut s, 1);
+    assert_eq!(w[0]["type"], "welcome");
+    assert_eq!(w[0]["welcome"], json!({"motd": "hi", "error": "down"}));
+    assert!(w[0]["server_tx"].is_number());
+}
+
+#[test]
+fn every_message_is_acked_first_with_its_id() {
+    let mut s = MailboxState::new(MailboxConfig::default());
+    connect(&mut s, 1);
+    s.received(1, r#"{"type": "nonsense", "id": "0a3e"}"#, 1.0);
+    let out = drain(&mut s);
+    assert_eq!(out[0].1["type"], "ack");
+    assert_eq!(out[0].1["id"], "0a3e");
+    assert_eq!(out[1].1["error"], "must bind first");
+    assert_eq!(out[1].1["orig"]["id"], "0a3e");
+}
+
+#[test]
+fn reference_error_strings() {
+    let mut s = MailboxState::new(MailboxConfig::default());
+    connect(&mut s, 1);
+    let mut c = Client {
+        server: &mut s,
+        id: 1,
+    };
+    assert_eq!(c.error(json!({"no": "type"})), "missing 'type'");
+    assert_eq!(c.error(json!({"type": "list"})), "must bind first");
+    assert_eq!(c.error(json!({"type": "ping"})), "ping requires 'ping'");
+    assert_eq!(c.send(json!({"type": "ping", "ping": 5}))[0]["pong"], 5);
+    assert_eq!(
+        c.error(json!({"type": "bind", "side": "s"})),
+        "bind requires 'appid'"
+    );
+    assert_eq!(
+        c.error(json!({"type": "bind", "appid": "a"})),
+        "bind requires 'side'"
+    );
+    assert!(c
+        .send(json!({"type": "bind", "appid": "app", "side": "s1"}))
+        .is_empty());
+    assert_eq!(
+        c.error(json!({"type": "bind", "appid": "app", "side": "s1"})),
+        "already bound"
+    );
+    assert_eq!(c.error(json!({"type": "frobnicate"})), "unknown type");
+    assert_eq!(
+        c.error(json!({"type": "claim"})),
+        "claim requires 'nameplate'"
+    );
+    assert_eq!(
+        c.error(json!({"type": "release"})),
+        "release without nameplate must follow claim"
+    );
+    assert_eq!(c.error(json!({"type": "open"})), "open requires 'mailbox'");
+    assert_eq!(
+        c.error(json!({"type": "add", "phase": "p", "body": ""})),
+        "must open mailbox before adding"
+    );
+    assert_eq!(
+        c.error(json!({"type": "close"})),
+        "close without mailbox must follow open"
+    );
+    assert_eq!(c.send(json!({"type": "allocate"}))[0]["type"], "allocated");
+    assert_eq!(
+        c.error(json!({"type": "allocate"})),
+        "you already allocated one, don't be greedy"
+    );
+    let mailbox = c.send(json!({"type": "claim", "nameplate": "7"}))[0]["mailbox"].clone();
+    assert_eq!(
+        c.error(json!({"type": "claim", "nameplate": "7"})),
+        "only one claim per connection"
+    );
+    assert_eq!(
+        c.error(json!({"type": "release", "nameplate": "8"})),
+        "release and claim must use same nameplate"
+    );
+    assert_eq!(c.send(json!({"type": "release"}))[0]["type"], "released");
+    assert_eq!(
+        c.error(json!({"type": "release"})),
+        "only one release per connection"
+    );
+    assert!(c
+        .send(json!({"type": "open", "mailbox": mailbox}))
+        .is_empty());
+    assert_eq!(
+        c.error(json!({"type": "open", "mailbox": mailbox})),
+        "only one open per connection"
+    );
+    assert_eq!(
+        c.error(json!({"type": "add", "body": ""})),
+        "missing 'phase'"
+    );
+    assert_eq!(
+        c.error(json!({"type": "add", "phase": "p"})),
+        "missing 'body'"
+    );
+    assert_eq!(
+        c.error(json!({"type": "close", "mailbox": "other"})),
+        "open and close must use same mailbox"
+    );
+    assert_eq!(
+        c.send(json!({"type": "close", "mood": "happy"}))[0]["type"],
+        "closed"
+    );
+    assert_eq!(
+        c.error(json!({"type": "close"})),
+        "only one close per connection"
+    );
+}
+
+#[test]
+fn allocation_takes_the_shortest_free_ids_first() {
+    let mut s = MailboxState::new(MailboxConfig::default());
+    let mut seen = Vec::new();
+    for id in 0..12 {
+        bound(&mut s, id, &format!("side{id}"));
+        let r = Client { server: &mut s, id }.send(json!({"type": "allocate"}));
+        seen.push(r[0]["nameplate"].as_str().unwrap().to_string());
+    }
+    let mut one_digit: Vec<_> = seen[..9].to_vec();
+    one_digit.sort();
+    assert_eq!(one_digit, ["1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+    assert!(seen[9..].iter().all(|n| n.len() == 2), "{seen:?}");
+    bound(&mut s, 99, "lister");
+    let listed = Client {
+        server: &mut s,
+        id: 99,
+    }
+    .send(json!({"type": "list"}));
+    assert_eq!(listed[0]["nameplates"].as_array().unwrap().len(), 12);
+}
+
+#[test]
+fn crowded_reclaimed_echo_and_replay() {
+    let mut s = MailboxState::new(MailboxConfig::default());
+    for (id, side) in [(1, "a"), (2, "b"), (3, "c")] {
+        bound(&mut s, id, side);
+    }
+    let mb = Client {
+        server: &mut s,
+        id: 1,
+    }
+    .send(json!({"type": "claim", "nameplate": "4"}))[0]["mailbox"]
+        .clone();
+    let mb2 = Client {
+        server: &mut s,
+        id: 2,
+    }
+    .send(json!({"type": "claim", "nameplate": "4"}))[0]["mailbox"]
+        .clone();
+    assert_eq!(mb, mb2);
+    assert_eq!(
+        Client {
+            server: &mut s,
+            id: 3
+        }
+        .error(json!({"type": "claim", "nameplate": "4"})),
+        "crowded"
+    );
+    Client {
+        server: &mut s,
+        id: 1,
+    }
+    .send(json!({"type": "open", "mailbox": mb}));
+    // the sender's own message comes back to it (echo), and to the other listener
+    s.received(
+        1,
+        &json!({"type": "add", "phase": "pake", "body": "7b7d", "id": "x"}).to_string(),
+        2.0,
+    );
+    let out = drain(&mut s);
+    let msg = out
+        .iter()
+        .find(|(to, v)| *to == 1 && v["type"] == "message")
+        .unwrap();
+    assert_eq!(
+        (
+            msg.1["side"].as_str(),
+            msg.1["phase"].as_str(),
+            msg.1["body"].as_str()
+        ),
+        (Some("a"), Some("pake"), Some("7b7d"))
+    );
+    // opening later replays the mailbox
+    let replay = Client {
+        server: &mut s,
+        id: 2,
+    }
+    .send(json!({"type": "open", "mailbox": mb}));
+    assert_eq!(replay.len(), 1);
+    assert_eq!(replay[0]["phase"], "pake");
+    // a third side cannot open the mailbox either
+    assert_eq!(
+        Client {
+            server: &mut s,
+            id: 3
+        }
+        .error(json!({"type": "open", "mailbox": mb})),
+        "crowded"
+    );
+    // a side that released cannot claim again, on a new connection
+    Client {
+        server: &mut s,
+        id: 1,
+    }
+    .send(json!({"type": "release"}));
+    bound(&mut s, 4, "a");
+    assert_eq!(
+        Client {
+            server: &mut s,
+            id: 4
+        }
+        .error(json!({"type": "claim", "nameplate": "4"})),
+        "reclaimed"
+    );
+    // reconnect: same side re-opens on a new connection and gets the replay again
+    s.disconnected(2);
+    bound(&mut s, 5, "b");
+    let replay = Client {
+        server: &mut s,
+        id: 5,
+    }
+    .send(json!({"type": "open", "mailbox": mb}));
+    assert_eq!(replay.len(), 1);
+}
+
+#[test]
+fn hostile_frames_do_not_break_the_server() {
+    let mut s = MailboxState::new(MailboxConfig::default());
+    connect(&mut s, 1);
+    for junk in [
+        "",
+        "x",
+        "[]",
+        "null",
+        "{\"type\": 5}",
+        "{\"type\": \"claim\", \"nameplate\": \"../x\"}",
+    ] {
+        s.received(1, junk, 1.0);
+    }
+    s.received(7, "{\"type\": \"list\"}", 1.0); // a connection the server never saw
+    drain(&mut s);
+}

@@ -1,0 +1,149 @@
+//! The WebSocket driver of the mailbox server: `ws://HOST:PORT/v1`, text frames.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::state::{ConnId, MailboxConfig, MailboxState};
+use crate::mailbox::messages::MAX_SERVER_MESSAGE;
+
+struct Shared {
+    state: MailboxState,
+    senders: HashMap<ConnId, mpsc::UnboundedSender<String>>,
+    next_id: ConnId,
+}
+
+impl Shared {
+    /// Hands every pending frame to its connection's writer.
+    fn flush(&mut self) {
+        while let Some((to, frame)) = self.state.poll_transmit() {
+            if let Some(tx) = self.senders.get(&to) {
+                let _ = tx.send(frame);
+            }
+        }
+    }
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// A running mailbox server; dropping it stops accepting connections.
+pub struct MailboxServerHandle {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl MailboxServerHandle {
+    /// The URL clients use.
+    pub fn url(&self) -> String {
+        format!("ws://{}/v1", self.addr)
+    }
+}
+
+impl Drop for MailboxServerHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves the mailbox protocol on `listener` until the handle is dropped.
+pub fn serve(listener: TcpListener, config: MailboxConfig) -> std::io::Result<MailboxServerHandle> {
+    let addr = listener.local_addr()?;
+    let shared = Arc::new(Mutex::new(Shared {
+        state: MailboxState::new(config),
+        senders: HashMap::new(),
+        next_id: 0,
+    }));
+    let task = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        conns.spawn(connection(stream, shared.clone()));
+                    }
+                    Err(e) => tracing::warn!("mailbox server: accept failed: {e}"),
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+    });
+    Ok(MailboxServerHandle { addr, task })
+}
+
+fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn connection(stream: TcpStream, shared: Arc<Mutex<Shared>>) {
+    let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        if req.uri().path() == "/v1" {
+            Ok(resp)
+        } else {
+            let mut e = ErrorResponse::new(Some("not found".into()));
+            *e.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::NOT_FOUND;
+            Err(e)
+        }
+    };
+    let config = WebSocketConfig {
+        max_message_size: Some(MAX_SERVER_MESSAGE),
+        max_frame_size: Some(MAX_SERVER_MESSAGE),
+        ..Default::default()
+    };
+    let Ok(mut ws) =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config)).await
+    else {
+        return;
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let id = {
+        let mut s = lock(&shared);
+        let id = s.next_id;
+        s.next_id += 1;
+        s.senders.insert(id, tx);
+        s.state.connected(id, now());
+        s.flush();
+        id
+    };
+    loop {
+        tokio::select! {
+            frame = ws.next() => match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let mut s = lock(&shared);
+                    s.state.received(id, &text, now());
+                    s.flush();
+                }
+                Some(Ok(Message::Binary(bytes))) => {
+                    if let Ok(text) = std::str::from_utf8(&bytes) {
+                        let mut s = lock(&shared);
+                        s.state.received(id, text, now());
+                        s.flush();
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break,
+            },
+            Some(out) = rx.recv() => {
+                if ws.send(Message::text(out)).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let mut s = lock(&shared);
+    s.senders.remove(&id);
+    s.state.disconnected(id);
+}
