@@ -125,3 +125,47 @@ async fn python_dilation_with_rust_through_our_mailbox() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn fowl_server_binary_serves_two_peers() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_fowl"))
+        .args([
+            "server",
+            "--mailbox-listen",
+            "127.0.0.1:0",
+            "--motd",
+            "binary",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let url = line
+        .strip_prefix("mailbox server listening on ")
+        .expect("the URL line")
+        .to_string();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let mut a = Wormhole::connect(WormholeConfig::new("app", &url))
+            .await
+            .unwrap();
+        a.allocate_code(2);
+        let code = a.allocated_code().await.unwrap();
+        let mut b = Wormhole::connect(WormholeConfig::new("app", &url))
+            .await
+            .unwrap();
+        b.set_code(&code).await.unwrap();
+        assert_eq!(a.verifier().await.unwrap(), b.verifier().await.unwrap());
+        assert_eq!(a.close().await, Ok(Mood::Happy));
+        assert_eq!(b.close().await, Ok(Mood::Happy));
+    })
+    .await
+    .unwrap();
+    child.kill().await.unwrap();
+}

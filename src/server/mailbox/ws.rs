@@ -88,6 +88,7 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+#[allow(clippy::result_large_err)] // the handshake callback type is tungstenite's
 async fn connection(stream: TcpStream, shared: Arc<Mutex<Shared>>) {
     let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         if req.uri().path() == "/v1" {
