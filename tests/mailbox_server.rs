@@ -15,6 +15,16 @@ async fn server(config: MailboxConfig) -> MailboxServerHandle {
     serve(listener, config).unwrap()
 }
 
+/// A Rust wormhole on `url` with an allocated code.
+async fn allocating(url: &str) -> (Wormhole, String) {
+    let mut w = Wormhole::connect(WormholeConfig::new("lothar.com/rust-fowl-test", url))
+        .await
+        .unwrap();
+    w.allocate_code(2);
+    let code = w.allocated_code().await.unwrap();
+    (w, code)
+}
+
 fn py(url: &str, extra: &[&str]) -> PyPeer {
     let mut args = vec!["--url".to_string(), url.to_string()];
     args.extend(extra.iter().map(|s| s.to_string()));
@@ -54,14 +64,7 @@ async fn rust_and_python_through_our_mailbox_and_a_wrong_code() {
     })
     .await;
     tokio::time::timeout(Duration::from_secs(60), async {
-        let mut w = Wormhole::connect(WormholeConfig::new(
-            "lothar.com/rust-fowl-test",
-            &server.url(),
-        ))
-        .await
-        .unwrap();
-        w.allocate_code(2);
-        let code = w.allocated_code().await.unwrap();
+        let (mut w, code) = allocating(&server.url()).await;
         let mut p = py(
             &server.url(),
             &["--code", &code, "--send", "2", "--expect", "1"],
@@ -83,14 +86,7 @@ async fn rust_and_python_through_our_mailbox_and_a_wrong_code() {
         assert_eq!(w.close().await, Ok(Mood::Happy));
 
         // wrong code on the same server: both sides scary
-        let mut w = Wormhole::connect(WormholeConfig::new(
-            "lothar.com/rust-fowl-test",
-            &server.url(),
-        ))
-        .await
-        .unwrap();
-        w.allocate_code(2);
-        let code = w.allocated_code().await.unwrap();
+        let (mut w, code) = allocating(&server.url()).await;
         let wrong = format!("{}-aardvark-adroitness", code.split('-').next().unwrap());
         let mut p = py(&server.url(), &["--code", &wrong]);
         assert_eq!(w.verifier().await, Err(WormholeError::WrongCode));
