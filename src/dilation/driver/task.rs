@@ -13,7 +13,9 @@ use super::subchannel::{Shared, SubCommand, Subchannel};
 use super::{DilationConfig, DilationEvent, TaskCommand};
 use crate::dilation::l1::{random_side, L1Message};
 use crate::dilation::l2::{L2Event, Role};
-use crate::dilation::manager::{DilationError, Manager, ManagerAction, ManagerEvent};
+use crate::dilation::manager::{
+    DilationError, Manager, ManagerAction, ManagerEvent, State as ManagerState,
+};
 use crate::dilation::record::Scid;
 use crate::dilation::session::{Liveness, Session, SessionEvent};
 use crate::key::Key;
@@ -27,7 +29,6 @@ struct Task {
     manager: Manager,
     session: Option<Session>,
     psk: Option<Key>,
-    started: bool,
     events: mpsc::UnboundedSender<DilationEvent>,
     sub_tx: mpsc::UnboundedSender<SubCommand>,
     budget: Arc<Semaphore>,
@@ -68,7 +69,6 @@ pub(super) async fn run(
         config,
         session: None,
         psk: wormhole.dilation_key(),
-        started: false,
         events,
         sub_tx,
         resume: Arc::new(Notify::new()),
@@ -136,12 +136,8 @@ pub(super) async fn run(
                         session.transmit(TRANSMIT_BATCH, |r| batch.push(r.clone()));
                         permit.send(batch);
                     }
-                    (Err(_), _) => {
-                        // the writer task is gone: the connection failed under it
-                        if t.link.take().is_some() {
-                            t.lost(Instant::now(), "writer stopped");
-                        }
-                    }
+                    // the writer task is gone: the connection failed under it
+                    (Err(_), _) => t.drop_link(Instant::now(), "writer stopped"),
                     (Ok(_), None) => {}
                 }
             }
@@ -190,11 +186,10 @@ impl Task {
 
     /// Starts Dilation once the key is confirmed and the peer's versions are known.
     fn maybe_start(&mut self, wormhole: &Wormhole) {
-        if self.started {
+        if self.manager.state() != ManagerState::Waiting {
             return;
         }
         if let (Some(_), Some(can_dilate)) = (self.psk, wormhole.peer_can_dilate()) {
-            self.started = true;
             self.manager.start(Instant::now(), can_dilate);
         }
     }
@@ -214,12 +209,9 @@ impl Task {
                 progressed = true;
                 self.manager_event(event);
             }
-            if let Some(session) = self.session.as_mut() {
-                let events: Vec<_> = std::iter::from_fn(|| session.poll_event()).collect();
-                for event in events {
-                    progressed = true;
-                    self.session_event(event);
-                }
+            while let Some(event) = self.session.as_mut().and_then(Session::poll_event) {
+                progressed = true;
+                self.session_event(event);
             }
             if !progressed && self.outgoing.is_empty() {
                 return;
@@ -260,11 +252,7 @@ impl Task {
                 self.candidates.clear();
                 self.grace = None;
             }
-            ManagerAction::DropConnection => {
-                if self.link.take().is_some() {
-                    self.lost(now, "dropped on request");
-                }
-            }
+            ManagerAction::DropConnection => self.drop_link(now, "dropped on request"),
         }
     }
 
@@ -539,14 +527,17 @@ impl Task {
             }
             LinkEvent::Lost { link, reason } => {
                 if self.link.as_ref().is_some_and(|l| l.id == link) {
-                    self.link = None;
-                    self.lost(Instant::now(), &reason);
+                    self.drop_link(Instant::now(), &reason);
                 }
             }
         }
     }
 
-    fn lost(&mut self, now: Instant, reason: &str) {
+    /// Drops the selected connection, if any, and starts what follows its loss.
+    fn drop_link(&mut self, now: Instant, reason: &str) {
+        if self.link.take().is_none() {
+            return;
+        }
         tracing::info!("dilation connection lost: {reason}");
         if let Some(s) = self.session.as_mut() {
             s.connection_lost();
@@ -563,9 +554,8 @@ impl Task {
             }
         }
         if let Some(session) = self.session.as_mut() {
-            if session.handle_timeout(now) == Liveness::Dead && self.link.take().is_some() {
-                tracing::info!("no PONG for a whole ping interval: dropping the connection");
-                self.lost(now, "ping timeout");
+            if session.handle_timeout(now) == Liveness::Dead {
+                self.drop_link(now, "no PONG for a whole ping interval");
             }
         }
         self.manager.handle_timeout(now);
