@@ -123,12 +123,15 @@ async fn python_dilation_with_rust_through_our_mailbox() {
 }
 
 #[tokio::test]
-async fn fowl_server_binary_serves_two_peers() {
+async fn fowl_server_binary_serves_a_relay_only_dilation() {
     use tokio::io::AsyncBufReadExt;
+    common::require_loopback_only();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_fowl"))
         .args([
             "server",
             "--mailbox-listen",
+            "127.0.0.1:0",
+            "--relay-listen",
             "127.0.0.1:0",
             "--motd",
             "binary",
@@ -138,26 +141,40 @@ async fn fowl_server_binary_serves_two_peers() {
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+    let mut next_line = async || {
+        tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    };
+    let url = next_line()
         .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let url = line
         .strip_prefix("mailbox server listening on ")
-        .expect("the URL line")
+        .expect("the mailbox line")
+        .to_string();
+    let relay = next_line()
+        .await
+        .strip_prefix("transit relay listening on ")
+        .expect("the relay line")
         .to_string();
     tokio::time::timeout(Duration::from_secs(30), async {
-        let mut a = Wormhole::connect(WormholeConfig::new("app", &url))
-            .await
-            .unwrap();
-        a.allocate_code(2);
-        let code = a.allocated_code().await.unwrap();
-        let mut b = Wormhole::connect(WormholeConfig::new("app", &url))
-            .await
-            .unwrap();
-        b.set_code(&code).await.unwrap();
-        assert_eq!(a.verifier().await.unwrap(), b.verifier().await.unwrap());
+        use common::dilation::{connected, exchange, pattern, relay_only, rust_pair, sha};
+        let (mut a, mut b) = rust_pair(
+            &url,
+            relay_only(common::dilation::LEADER, &relay),
+            relay_only(common::dilation::FOLLOWER, &relay),
+        )
+        .await;
+        assert_eq!(connected(&mut a).await, fowl::dilation::PathKind::Relay);
+        connected(&mut b).await;
+        let mut listener = b.listen("sink");
+        let sub = a.open("sink").await.unwrap();
+        let data = pattern(1 << 20, 3);
+        let sent = tokio::spawn(exchange(sub, data.clone(), 0));
+        let got = exchange(listener.accept().await.unwrap(), Vec::new(), data.len()).await;
+        sent.await.unwrap();
+        assert_eq!(sha(&got), sha(&data));
         assert_eq!(a.close().await, Ok(Mood::Happy));
         assert_eq!(b.close().await, Ok(Mood::Happy));
     })

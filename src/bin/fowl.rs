@@ -1,8 +1,8 @@
-//! `fowl`: the human command line. `fowl server` hosts a mailbox server; the forwarding commands
-//! (`invite`, `accept`) arrive with the forwarding engine.
+//! `fowl`: the human command line. `fowl server` hosts a mailbox server and a transit relay; the
+//! forwarding commands (`invite`, `accept`) arrive with the forwarding engine.
 
 use clap::{Parser, Subcommand};
-use fowl::server::mailbox::{serve, MailboxConfig};
+use fowl::interfaces::server::{self, ServerArgs};
 
 #[derive(Parser)]
 #[command(
@@ -17,21 +17,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a mailbox (rendezvous) server for wormhole clients, Python ones included.
-    Server {
-        /// Where the mailbox server listens (WebSocket path /v1).
-        #[arg(long, default_value = "127.0.0.1:4000")]
-        mailbox_listen: String,
-        /// Message of the day shown to clients.
-        #[arg(long)]
-        motd: Option<String>,
-        /// Make every client fail with this message (maintenance).
-        #[arg(long)]
-        signal_error: Option<String>,
-        /// Refuse to list allocated nameplates.
-        #[arg(long)]
-        disallow_list: bool,
-    },
+    /// Run a mailbox (rendezvous) server and a transit relay for wormhole clients, Python ones
+    /// included.
+    Server(ServerArgs),
 }
 
 #[tokio::main]
@@ -43,27 +31,6 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     match Cli::parse().command {
-        Command::Server {
-            mailbox_listen,
-            motd,
-            signal_error,
-            disallow_list,
-        } => {
-            let listener = tokio::net::TcpListener::bind(&mailbox_listen)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot listen on {mailbox_listen}: {e}"))?;
-            let server = serve(
-                listener,
-                MailboxConfig {
-                    motd,
-                    signal_error,
-                    disallow_list,
-                },
-            )?;
-            println!("mailbox server listening on {}", server.url());
-            tokio::signal::ctrl_c().await?;
-            eprintln!("stopping");
-            Ok(())
-        }
+        Command::Server(args) => server::run(args).await,
     }
 }

@@ -1,4 +1,6 @@
-//! Servers fowl can host itself: the mailbox (rendezvous) server, compatible with
-//! magic-wormhole-mailbox-server 0.8 as seen by clients.
+//! Servers fowl can host itself, compatible with the Python ones as seen by clients: the mailbox
+//! (rendezvous) server (magic-wormhole-mailbox-server 0.8) and the transit relay
+//! (magic-wormhole-transit-relay).
 
 pub mod mailbox;
+pub mod relay;

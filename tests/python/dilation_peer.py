@@ -137,7 +137,7 @@ async def run(reactor, args):
         await dw.listener_for("echo").listen(Factory.forProtocol(Echo))
         if args.source_bytes:
             done = defer.Deferred()
-            await dw.connector_for("py-source").connect(Factory.forProtocol(lambda: Source(args.source_bytes, done)))
+            await dw.connector_for(args.source_name).connect(Factory.forProtocol(lambda: Source(args.source_bytes, done)))
         await dw.when_dilated()
         out(event="dilated")
         await closing
@@ -157,6 +157,7 @@ def main():
     p.add_argument("--no-listen", action="store_true")
     p.add_argument("--ping-interval", type=float)
     p.add_argument("--source-bytes", type=int, default=0)
+    p.add_argument("--source-name", default="py-source")
     args = p.parse_args()
     task.react(lambda reactor: defer.ensureDeferred(run(reactor, args)))
 

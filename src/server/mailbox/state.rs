@@ -10,8 +10,8 @@ use serde_json::{json, Map, Value};
 /// A connection, as numbered by the driver.
 pub type ConnId = u64;
 
-/// What the server says in its welcome.
-#[derive(Debug, Clone, Default)]
+/// What the server says in its welcome, and its limits (see `protocol/mailbox-server.md`).
+#[derive(Debug, Clone)]
 pub struct MailboxConfig {
     /// Message of the day, shown by clients.
     pub motd: Option<String>,
@@ -19,6 +19,31 @@ pub struct MailboxConfig {
     pub signal_error: Option<String>,
     /// Refuse to list allocated nameplates (`nameplates` answers `[]`).
     pub disallow_list: bool,
+    /// A mailbox nobody listens to is deleted after this long without a new message (seconds).
+    pub mailbox_expiry: f64,
+    /// Bytes of message bodies one mailbox may store; an `add` beyond gets `mailbox full`.
+    pub max_mailbox_bytes: usize,
+    /// How often expired mailboxes are looked for (seconds).
+    pub prune_interval: f64,
+    /// Open WebSocket connections at most; more are closed right after accepting.
+    pub max_connections: usize,
+    /// A connection that has not sent `bind` after this long is closed (seconds).
+    pub bind_timeout: f64,
+}
+
+impl Default for MailboxConfig {
+    fn default() -> Self {
+        MailboxConfig {
+            motd: None,
+            signal_error: None,
+            disallow_list: false,
+            mailbox_expiry: 11.0 * 60.0,
+            max_mailbox_bytes: 16 << 20,
+            prune_interval: 5.0 * 60.0,
+            max_connections: 10_000,
+            bind_timeout: 60.0,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -33,7 +58,11 @@ struct Mailbox {
     /// side -> closed
     sides: HashMap<String, bool>,
     messages: Vec<Value>,
+    /// Body bytes stored, against `max_mailbox_bytes`.
+    stored: usize,
     listeners: HashSet<ConnId>,
+    /// Last time a message arrived or someone listened (seconds since the epoch).
+    updated: f64,
 }
 
 #[derive(Debug, Default)]
@@ -207,7 +236,7 @@ impl MailboxState {
                 }
                 self.conn(id).allocated = true;
                 let nameplate = self.free_nameplate(&app_id);
-                self.claim(&app_id, &nameplate, &side)?;
+                self.claim(&app_id, &nameplate, &side, now)?;
                 let mut fields = Map::new();
                 fields.insert("nameplate".into(), nameplate.into());
                 self.send(id, "allocated", fields, now);
@@ -226,7 +255,7 @@ impl MailboxState {
                     return Err(Refusal("claim requires 'nameplate'"));
                 }
                 self.conn(id).claimed = Some(nameplate.clone());
-                let mailbox = self.claim(&app_id, &nameplate, &side)?;
+                let mailbox = self.claim(&app_id, &nameplate, &side, now)?;
                 let mut fields = Map::new();
                 fields.insert("mailbox".into(), mailbox.into());
                 self.send(id, "claimed", fields, now);
@@ -264,7 +293,7 @@ impl MailboxState {
                     return Err(Refusal("only one open per connection"));
                 }
                 self.conn(id).opened = Some(mailbox.clone());
-                let mb = self.open_side(&app_id, &mailbox, &side)?;
+                let mb = self.open_side(&app_id, &mailbox, &side, now)?;
                 mb.listeners.insert(id);
                 let replay: Vec<Value> = mb.messages.clone();
                 for m in replay {
@@ -290,6 +319,11 @@ impl MailboxState {
                 else {
                     return Err(Refusal("must open mailbox before adding"));
                 };
+                if mb.stored + body.len() > self.config.max_mailbox_bytes {
+                    return Err(Refusal("mailbox full"));
+                }
+                mb.stored += body.len();
+                mb.updated = now;
                 mb.messages.push(message.clone());
                 let listeners: Vec<ConnId> = mb.listeners.iter().copied().collect();
                 for to in listeners {
@@ -333,7 +367,13 @@ impl MailboxState {
     }
 
     /// Claims `nameplate` for `side`, creating it (and its mailbox) when new.
-    fn claim(&mut self, app_id: &str, nameplate: &str, side: &str) -> Result<String, Refusal> {
+    fn claim(
+        &mut self,
+        app_id: &str,
+        nameplate: &str,
+        side: &str,
+        now: f64,
+    ) -> Result<String, Refusal> {
         let mailbox_id = new_mailbox_id(&mut self.rng);
         let app = self.apps.entry(app_id.into()).or_default();
         let np = app
@@ -352,7 +392,7 @@ impl MailboxState {
             }
         }
         let mailbox = np.mailbox.clone();
-        self.open_side(app_id, &mailbox, side)?;
+        self.open_side(app_id, &mailbox, side, now)?;
         Ok(mailbox)
     }
 
@@ -362,9 +402,16 @@ impl MailboxState {
         app_id: &str,
         mailbox: &str,
         side: &str,
+        now: f64,
     ) -> Result<&mut Mailbox, Refusal> {
         let app = self.apps.entry(app_id.into()).or_default();
-        let mb = app.mailboxes.entry(mailbox.into()).or_default();
+        let mb = app
+            .mailboxes
+            .entry(mailbox.into())
+            .or_insert_with(|| Mailbox {
+                updated: now,
+                ..Default::default()
+            });
         if !mb.sides.contains_key(side) {
             if mb.sides.len() >= 2 {
                 return Err(Refusal("crowded"));
@@ -372,6 +419,41 @@ impl MailboxState {
             mb.sides.insert(side.into(), false);
         }
         Ok(mb)
+    }
+
+    /// Deletes mailboxes that nobody listens to and that saw no message for `mailbox_expiry`
+    /// (the Python server's `pruney`), with the nameplates that lead to them. A listened-to mailbox
+    /// counts as updated, so a live connection keeps its mailbox alive indefinitely. Returns how
+    /// many mailboxes were deleted.
+    pub fn prune(&mut self, now: f64) -> usize {
+        let expiry = self.config.mailbox_expiry;
+        let mut pruned = 0;
+        for app in self.apps.values_mut() {
+            let before = app.mailboxes.len();
+            app.mailboxes.retain(|_, mb| {
+                if !mb.listeners.is_empty() {
+                    mb.updated = now;
+                }
+                now - mb.updated < expiry
+            });
+            pruned += before - app.mailboxes.len();
+            let mailboxes = &app.mailboxes;
+            app.nameplates
+                .retain(|_, np| mailboxes.contains_key(&np.mailbox));
+        }
+        self.apps
+            .retain(|_, a| !a.mailboxes.is_empty() || !a.nameplates.is_empty());
+        pruned
+    }
+
+    /// Whether connection `id` has sent its `bind`.
+    pub fn is_bound(&self, id: ConnId) -> bool {
+        self.conns.get(&id).is_some_and(|c| c.app.is_some())
+    }
+
+    /// Mailboxes stored now, in all apps.
+    pub fn mailboxes(&self) -> usize {
+        self.apps.values().map(|a| a.mailboxes.len()).sum()
     }
 
     /// A random free nameplate of the shortest possible length.

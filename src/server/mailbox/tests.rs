@@ -295,3 +295,52 @@ fn hostile_frames_do_not_break_the_server() {
     s.received(7, "{\"type\": \"list\"}", 1.0); // a connection the server never saw
     drain(&mut s);
 }
+
+#[test]
+fn unlistened_mailboxes_are_pruned_and_listened_ones_live_on() {
+    let mut s = MailboxState::new(MailboxConfig {
+        mailbox_expiry: 100.0,
+        ..Default::default()
+    });
+    // connection 1 claims nameplate 5 and goes away; connection 2 opens a mailbox and stays
+    bound(&mut s, 1, "s1");
+    s.received(1, r#"{"type": "claim", "nameplate": "5"}"#, 10.0);
+    s.disconnected(1);
+    bound(&mut s, 2, "s2");
+    s.received(2, r#"{"type": "open", "mailbox": "kept"}"#, 10.0);
+    drain(&mut s);
+    assert_eq!(s.mailboxes(), 2);
+    assert_eq!(s.prune(109.0), 0, "not expired yet");
+    assert_eq!(s.prune(111.0), 1, "the claimed mailbox nobody listens to");
+    assert_eq!(s.prune(10_000.0), 0, "a live listener keeps its mailbox");
+    // the nameplate went with its mailbox: it is free for a new claim by anyone
+    bound(&mut s, 3, "s3");
+    s.received(3, r#"{"type": "list"}"#, 10_000.0);
+    let out = drain(&mut s);
+    assert_eq!(out.last().unwrap().1["nameplates"], json!([]));
+    // once its listener leaves, the kept mailbox expires after the expiry time
+    s.disconnected(2);
+    assert_eq!(s.prune(10_050.0), 0);
+    assert_eq!(s.prune(10_101.0), 1);
+    assert_eq!(s.mailboxes(), 0);
+}
+
+#[test]
+fn a_full_mailbox_refuses_more_messages() {
+    let mut s = MailboxState::new(MailboxConfig {
+        max_mailbox_bytes: 10,
+        ..Default::default()
+    });
+    bound(&mut s, 1, "s1");
+    let mut c = Client {
+        server: &mut s,
+        id: 1,
+    };
+    c.send(json!({"type": "open", "mailbox": "m"}));
+    let echoed = c.send(json!({"type": "add", "phase": "1", "body": "0011223344"}));
+    assert_eq!(echoed[0]["type"], "message");
+    assert_eq!(
+        c.error(json!({"type": "add", "phase": "2", "body": "55"})),
+        "mailbox full"
+    );
+}

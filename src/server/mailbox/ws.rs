@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -63,21 +63,35 @@ impl Drop for MailboxServerHandle {
 pub fn serve(listener: TcpListener, config: MailboxConfig) -> std::io::Result<MailboxServerHandle> {
     let addr = listener.local_addr()?;
     let shared = Arc::new(Mutex::new(Shared {
-        state: MailboxState::new(config),
+        state: MailboxState::new(config.clone()),
         senders: HashMap::new(),
         next_id: 0,
     }));
+    let bind_timeout = Duration::from_secs_f64(config.bind_timeout);
+    let prune_every = Duration::from_secs_f64(config.prune_interval);
+    let max_connections = config.max_connections;
     let task = tokio::spawn(async move {
         let mut conns = tokio::task::JoinSet::new();
+        let mut prune = tokio::time::interval(prune_every);
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        conns.spawn(connection(stream, shared.clone()));
+                    Ok((stream, _)) if conns.len() < max_connections => {
+                        conns.spawn(connection(stream, shared.clone(), bind_timeout));
                     }
-                    Err(e) => tracing::warn!("mailbox server: accept failed: {e}"),
+                    Ok(_) => tracing::debug!("mailbox server: connection limit reached"),
+                    Err(e) => {
+                        tracing::warn!("mailbox server: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                 },
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                _ = prune.tick() => {
+                    let pruned = lock(&shared).state.prune(now());
+                    if pruned > 0 {
+                        tracing::info!("mailbox server: pruned {pruned} expired mailboxes");
+                    }
+                }
             }
         }
     });
@@ -89,7 +103,7 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
 }
 
 #[allow(clippy::result_large_err)] // the handshake callback type is tungstenite's
-async fn connection(stream: TcpStream, shared: Arc<Mutex<Shared>>) {
+async fn connection(stream: TcpStream, shared: Arc<Mutex<Shared>>, bind_timeout: Duration) {
     let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         if req.uri().path() == "/v1" {
             Ok(resp)
@@ -119,8 +133,18 @@ async fn connection(stream: TcpStream, shared: Arc<Mutex<Shared>>) {
         s.flush();
         id
     };
+    let bind_deadline = tokio::time::sleep(bind_timeout);
+    tokio::pin!(bind_deadline);
+    let mut bound = false;
     loop {
         tokio::select! {
+            _ = &mut bind_deadline, if !bound => {
+                bound = lock(&shared).state.is_bound(id);
+                if !bound {
+                    tracing::debug!("mailbox server: closing a connection that never bound");
+                    break;
+                }
+            }
             frame = ws.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
                     let mut s = lock(&shared);
