@@ -272,7 +272,7 @@ async fn welcome_motd_and_signal_error_from_the_real_server() {
     let motd = tokio::time::timeout(
         LIMIT,
         w.wait_for(|e| match e {
-            WormholeEvent::Welcome { motd } => Some(motd.clone()),
+            WormholeEvent::Welcome { motd, .. } => Some(motd.clone()),
             _ => None,
         }),
     )

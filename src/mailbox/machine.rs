@@ -37,6 +37,8 @@ pub enum MailboxEvent {
     ConnectFailed(String),
     Welcome {
         motd: Option<String>,
+        /// The server's whole welcome object.
+        welcome: serde_json::Value,
     },
     /// The server's welcome carried an `error`: it refuses service.
     WelcomeError(String),
@@ -349,7 +351,10 @@ impl MailboxClient {
                 Some(error) => self.events.push_back(MailboxEvent::WelcomeError(error)),
                 None => self
                     .events
-                    .push_back(MailboxEvent::Welcome { motd: w.motd }),
+                    .push_back(MailboxEvent::Welcome {
+                        motd: w.motd,
+                        welcome: w.raw,
+                    }),
             },
             ServerMessage::Ack => {}
             ServerMessage::Nameplates(list) => {

@@ -36,6 +36,8 @@ pub struct Welcome {
     pub motd: Option<String>,
     pub error: Option<String>,
     pub current_cli_version: Option<String>,
+    /// The whole object, as the server sent it.
+    pub raw: Value,
 }
 
 /// Why a server message could not be understood.
@@ -88,6 +90,7 @@ pub fn parse(frame: &str) -> Result<ServerMessage, ParseError> {
                 motd: optional_text(w, "motd"),
                 error: optional_text(w, "error"),
                 current_cli_version: optional_text(w, "current_cli_version"),
+                raw: Value::Object(w.clone()),
             })
         }
         "ack" => ServerMessage::Ack,
@@ -191,7 +194,8 @@ mod tests {
             ServerMessage::Welcome(Welcome {
                 motd: Some("hi".into()),
                 error: None,
-                current_cli_version: Some("0.24.0".into())
+                current_cli_version: Some("0.24.0".into()),
+                raw: serde_json::json!({"current_cli_version": "0.24.0", "motd": "hi", "your-address": {"port": 1, "ipv4": "127.0.0.1"}}),
             })
         );
         assert_eq!(

@@ -78,7 +78,8 @@ fn normal_sequence() {
         vec![
             MailboxEvent::Connected,
             MailboxEvent::Welcome {
-                motd: Some("hello".into())
+                motd: Some("hello".into()),
+                welcome: serde_json::json!({"motd": "hello"}),
             },
             MailboxEvent::Allocated("4".into()),
             MailboxEvent::Claimed("mb".into()),

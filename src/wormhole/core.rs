@@ -25,6 +25,8 @@ pub enum WormholeEvent {
     /// The server's message of the day.
     Welcome {
         motd: Option<String>,
+        /// The server's whole welcome object.
+        welcome: Value,
     },
     /// `allocate_code` finished: tell this code to the peer.
     CodeAllocated(String),
@@ -280,8 +282,9 @@ impl WormholeCore {
                 self.outcome = Some(Err(WormholeError::ServerConnection { url, reason }));
                 self.finish();
             }
-            MailboxEvent::Welcome { motd } => {
-                self.events.push_back(WormholeEvent::Welcome { motd })
+            MailboxEvent::Welcome { motd, welcome } => {
+                self.events
+                    .push_back(WormholeEvent::Welcome { motd, welcome })
             }
             MailboxEvent::WelcomeError(message) => {
                 let url = self.config.mailbox_url.clone();
