@@ -79,7 +79,7 @@ fn normal_sequence() {
             MailboxEvent::Connected,
             MailboxEvent::Welcome {
                 motd: Some("hello".into()),
-                welcome: serde_json::json!({"motd": "hello"}),
+                welcome: serde_json::json!({"motd": "hello", "other": 1}),
             },
             MailboxEvent::Allocated("4".into()),
             MailboxEvent::Claimed("mb".into()),
