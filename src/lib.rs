@@ -5,6 +5,7 @@
 
 pub mod code;
 pub mod dilation;
+pub mod forward;
 pub mod interfaces;
 pub mod key;
 pub mod mailbox;

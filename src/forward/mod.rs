@@ -1,0 +1,18 @@
+//! fowl's peer protocol on top of Dilation and the forwarding engine: named services, the
+//! `fowl-commands` subprotocol that asks the peer to listen, and one `fowl` subchannel per
+//! forwarded stream.
+
+pub mod frame;
+pub mod messages;
+
+/// The application id of fowl sessions.
+pub const APPID: &str = "meejah.ca/wormhole/forward";
+/// Subprotocol of listener requests.
+pub const COMMANDS: &str = "fowl-commands";
+/// Subprotocol of forwarded streams.
+pub const STREAMS: &str = "fowl";
+
+/// Our `app_versions`, as Python fowl's.
+pub fn app_versions() -> serde_json::Value {
+    serde_json::json!({"fowl": {"features": ["core-v1"]}})
+}
