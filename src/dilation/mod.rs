@@ -13,7 +13,7 @@ pub mod reliability;
 pub mod session;
 
 pub use driver::{
-    Dilated, DilationConfig, DilationEvent, PathKind, Subchannel, SubchannelListener,
+    Dilated, DilatedHandle, DilationConfig, DilationEvent, PathKind, Subchannel, SubchannelListener,
 };
 pub use hints::RelayLocation;
 pub use l2::Role;

@@ -4,6 +4,7 @@
 
 pub mod frame;
 pub mod messages;
+pub mod policy;
 
 /// The application id of fowl sessions.
 pub const APPID: &str = "meejah.ca/wormhole/forward";

@@ -145,7 +145,14 @@ impl Wormhole {
     }
 }
 
-impl Dilated {
+/// A cloneable handle to a [`Dilated`]: opens subchannels, listens, sends messages. It stops
+/// working (errors, listeners ending) once the session ends.
+#[derive(Clone)]
+pub struct DilatedHandle {
+    commands: mpsc::UnboundedSender<TaskCommand>,
+}
+
+impl DilatedHandle {
     /// Opens a subchannel for `subprotocol` (DATA may be queued before the connection exists).
     pub async fn open(&self, subprotocol: &str) -> Result<Subchannel, DilationError> {
         let (reply, rx) = oneshot::channel();
@@ -172,6 +179,30 @@ impl Dilated {
     /// Sends an application message through the mailbox.
     pub fn send_message(&self, message: Vec<u8>) {
         let _ = self.commands.send(TaskCommand::SendMessage(message));
+    }
+}
+
+impl Dilated {
+    /// A handle for opening and accepting subchannels from other tasks.
+    pub fn handle(&self) -> DilatedHandle {
+        DilatedHandle {
+            commands: self.commands.clone(),
+        }
+    }
+
+    /// Opens a subchannel for `subprotocol` (DATA may be queued before the connection exists).
+    pub async fn open(&self, subprotocol: &str) -> Result<Subchannel, DilationError> {
+        self.handle().open(subprotocol).await
+    }
+
+    /// Accepts subchannels the peer opens for `subprotocol` (including ones that arrived before).
+    pub fn listen(&self, subprotocol: &str) -> SubchannelListener {
+        self.handle().listen(subprotocol)
+    }
+
+    /// Sends an application message through the mailbox.
+    pub fn send_message(&self, message: Vec<u8>) {
+        self.handle().send_message(message)
     }
 
     pub async fn next_event(&mut self) -> Option<DilationEvent> {
