@@ -1,21 +1,58 @@
-//! `fowld`: the JSON-lines daemon for glue programs. Its command loop builds on Dilation and
-//! arrives with the forwarding engine; today it reports its version.
+//! `fowld`: the forwarding daemon for glue programs, JSON lines on stdin/stdout (see
+//! `protocol/fowld.md`). Logs go to stderr; stdout carries only protocol JSON.
 
 use clap::Parser;
+use fowl::interfaces::fowld::{run, FowldOptions};
+use fowl::interfaces::options::NetworkArgs;
 
 #[derive(Parser)]
 #[command(
     name = "fowld",
-    version,
-    about = "fowl daemon: JSON lines on stdin/stdout"
+    disable_version_flag = true,
+    about = "fowl daemon: forward streams over a magic-wormhole, driven by JSON lines on stdin/stdout"
 )]
-struct Cli {}
+struct Cli {
+    #[command(flatten)]
+    network: NetworkArgs,
+    /// Also report Dilation connections and reconnections (`dilation-connected`,
+    /// `dilation-reconnecting`), which Python fowld does not emit.
+    #[arg(long)]
+    status_events: bool,
+    /// Print the versions as JSON and exit.
+    #[arg(long)]
+    version: bool,
+}
 
 fn main() {
+    let cli = Cli::parse();
+    if cli.version {
+        let v = env!("CARGO_PKG_VERSION");
+        println!("{}", serde_json::json!({"fowl": v, "wormhole": v}));
+        return;
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .init();
-    let _cli = Cli::parse();
-    eprintln!("fowld's command loop is not available yet: it needs the Dilation layer");
-    std::process::exit(2);
+    let (mailbox_url, relay) = match (cli.network.mailbox_url(), cli.network.relay()) {
+        (Ok(m), Ok(r)) => (m, r),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("fowld: {e}");
+            std::process::exit(2);
+        }
+    };
+    let options = FowldOptions {
+        mailbox_url,
+        relay,
+        no_listen: cli.network.no_listen,
+        status_events: cli.status_events,
+        extra_root_certificates: Vec::new(),
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let code = runtime.block_on(run(options));
+    // the stdin thread may still block on a read: do not wait for it
+    runtime.shutdown_background();
+    std::process::exit(code);
 }

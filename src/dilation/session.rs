@@ -270,18 +270,19 @@ impl Session {
                     self.events.push_back(SessionEvent::ReadClosed { scid });
                 }
                 Some(SubState::Open) => {
-                    // full close, as Python does: answer with our own CLOSE at once
-                    self.events.push_back(SessionEvent::ReadClosed { scid });
+                    // full close, as Python does: answer with our own CLOSE at once. `Closed`
+                    // comes first so a reader that sees the end knows writing is over too.
                     if let Err(e) = self.outbound.close(scid) {
                         tracing::warn!("cannot answer CLOSE: {e}");
                     }
                     self.subchannels.remove(&scid);
                     self.events.push_back(SessionEvent::Closed { scid });
+                    self.events.push_back(SessionEvent::ReadClosed { scid });
                 }
                 Some(SubState::LocalClosed) => {
                     self.subchannels.remove(&scid);
-                    self.events.push_back(SessionEvent::ReadClosed { scid });
                     self.events.push_back(SessionEvent::Closed { scid });
+                    self.events.push_back(SessionEvent::ReadClosed { scid });
                 }
                 _ => tracing::debug!("ignoring CLOSE for subchannel {scid}"),
             },

@@ -116,8 +116,8 @@ fn open_data_and_python_style_close() {
     let le = events(&mut link.l);
     assert!(
         le.ends_with(&[
-            SessionEvent::ReadClosed { scid: 1 },
-            SessionEvent::Closed { scid: 1 }
+            SessionEvent::Closed { scid: 1 },
+            SessionEvent::ReadClosed { scid: 1 }
         ]),
         "{le:?}"
     );
@@ -125,8 +125,8 @@ fn open_data_and_python_style_close() {
     assert_eq!(
         fe,
         vec![
-            SessionEvent::ReadClosed { scid: 1 },
-            SessionEvent::Closed { scid: 1 }
+            SessionEvent::Closed { scid: 1 },
+            SessionEvent::ReadClosed { scid: 1 }
         ]
     );
     assert_eq!(link.l.open_subchannels(), 0);
@@ -320,8 +320,8 @@ fn half_close_between_our_peers() {
                 scid,
                 data: b"response".to_vec()
             },
-            SessionEvent::ReadClosed { scid },
             SessionEvent::Closed { scid },
+            SessionEvent::ReadClosed { scid },
         ]
     );
     assert_eq!(events(&mut link.f), vec![SessionEvent::Closed { scid }]);

@@ -2,7 +2,7 @@
 
 use rmpv::Value;
 
-use super::frame::{self, FrameError, Fields};
+use super::frame::{self, Fields, FrameError};
 
 /// `fowl-commands`: the fledge (`remote`) side asks the roost side to listen for `name`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,7 +192,8 @@ mod tests {
     const RESPONSE: &str = "004384a46b696e64b16c697374656e65722d726573706f6e7365ab756e697175652d6e616d65a3666f6fa96c697374656e696e67c3ac646573697265642d706f7274cd0457";
     const HANDSHAKE: &str = "001181ab756e697175652d6e616d65a3666f6f";
     const CONNECTED: &str = "000c81a9636f6e6e6563746564c3";
-    const REFUSED: &str = "002882a9636f6e6e6563746564c2a6726561736f6eb4416761696e7374206c6f63616c20706f6c696379";
+    const REFUSED: &str =
+        "002882a9636f6e6e6563746564c2a6726561736f6eb4416761696e7374206c6f63616c20706f6c696379";
 
     #[test]
     fn reference_records_encode_byte_for_byte() {
@@ -246,13 +247,13 @@ mod tests {
             "",
             "00",
             "0005",
-            "0001c0",          // nil, not a map
-            "000181",          // map of one entry, truncated
-            "000281a1",        // key truncated
-            "000381c3c3",      // non-string key
-            "0002800000",      // length too short for the bytes
-            "0001c1",          // reserved byte
-            "0005dfffffffff",  // map claiming 4 G entries
+            "0001c0",         // nil, not a map
+            "000181",         // map of one entry, truncated
+            "000281a1",       // key truncated
+            "000381c3c3",     // non-string key
+            "0002800000",     // length too short for the bytes
+            "0001c1",         // reserved byte
+            "0005dfffffffff", // map claiming 4 G entries
         ] {
             assert!(frame::decode(&unhex(bad)).is_err(), "{bad}");
         }

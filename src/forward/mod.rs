@@ -2,6 +2,10 @@
 //! `fowl-commands` subprotocol that asks the peer to listen, and one `fowl` subchannel per
 //! forwarded stream.
 
+pub mod copy;
+pub mod endpoint;
+pub mod engine;
+pub mod events;
 pub mod frame;
 pub mod messages;
 pub mod policy;

@@ -35,7 +35,10 @@ pub struct RemoteSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenAt {
     /// Port 0 means a random port.
-    Tcp { host: String, port: u16 },
+    Tcp {
+        host: String,
+        port: u16,
+    },
     Unix(PathBuf),
 }
 
@@ -58,7 +61,9 @@ pub struct ListenPlan {
 pub enum ConnectPlan {
     Ready(ConnectTo),
     /// Neither side named a port: the caller picks a free one and calls [`Services::record`].
-    NeedsPort { host: String },
+    NeedsPort {
+        host: String,
+    },
 }
 
 /// Loopback, the default listening and connecting address.
@@ -211,7 +216,10 @@ mod tests {
     fn negotiate(
         roost: LocalSpec,
         fledge: RemoteSpec,
-    ) -> (Result<ListenPlan, String>, Option<Result<ConnectPlan, String>>) {
+    ) -> (
+        Result<ListenPlan, String>,
+        Option<Result<ConnectPlan, String>>,
+    ) {
         let (mut a, mut b) = (Services::default(), Services::default());
         a.add_local(roost);
         let req = b.begin_remote(&fledge).unwrap();
@@ -251,12 +259,18 @@ mod tests {
             listen_port: Some(7777),
             ..local("x")
         };
-        assert_eq!(negotiate(roost.clone(), remote("x")).0.unwrap().at, tcp(LOOPBACK, 7777));
+        assert_eq!(
+            negotiate(roost.clone(), remote("x")).0.unwrap().at,
+            tcp(LOOPBACK, 7777)
+        );
         let fledge = RemoteSpec {
             remote_listen_port: Some(8888),
             ..remote("x")
         };
-        assert_eq!(negotiate(local("x"), fledge.clone()).0.unwrap().at, tcp(LOOPBACK, 8888));
+        assert_eq!(
+            negotiate(local("x"), fledge.clone()).0.unwrap().at,
+            tcp(LOOPBACK, 8888)
+        );
         let (plan, reply) = negotiate(roost, fledge);
         assert_eq!(plan.unwrap_err(), "Desired port 8888 does not match 7777");
         assert_eq!(
@@ -339,8 +353,14 @@ mod tests {
             a.on_stream(Some("svc")).unwrap_err(),
             "Incoming connection against local policy: No service \"svc\""
         );
-        a.on_response(&RemoteSpec { local_connect_port: Some(5), ..remote("svc") }, &listening("svc", None))
-            .unwrap();
+        a.on_response(
+            &RemoteSpec {
+                local_connect_port: Some(5),
+                ..remote("svc")
+            },
+            &listening("svc", None),
+        )
+        .unwrap();
         assert_eq!(
             a.on_stream(Some("svc")).unwrap(),
             ConnectTo::Tcp {
@@ -348,7 +368,10 @@ mod tests {
                 port: 5
             }
         );
-        assert!(a.on_stream(Some("mine")).is_err(), "a roost name is not a service");
+        assert!(
+            a.on_stream(Some("mine")).is_err(),
+            "a roost name is not a service"
+        );
         assert!(a.on_stream(None).is_err());
     }
 }

@@ -349,12 +349,10 @@ impl MailboxClient {
         match msg {
             ServerMessage::Welcome(w) => match w.error {
                 Some(error) => self.events.push_back(MailboxEvent::WelcomeError(error)),
-                None => self
-                    .events
-                    .push_back(MailboxEvent::Welcome {
-                        motd: w.motd,
-                        welcome: w.raw,
-                    }),
+                None => self.events.push_back(MailboxEvent::Welcome {
+                    motd: w.motd,
+                    welcome: w.raw,
+                }),
             },
             ServerMessage::Ack => {}
             ServerMessage::Nameplates(list) => {

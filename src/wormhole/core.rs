@@ -282,10 +282,9 @@ impl WormholeCore {
                 self.outcome = Some(Err(WormholeError::ServerConnection { url, reason }));
                 self.finish();
             }
-            MailboxEvent::Welcome { motd, welcome } => {
-                self.events
-                    .push_back(WormholeEvent::Welcome { motd, welcome })
-            }
+            MailboxEvent::Welcome { motd, welcome } => self
+                .events
+                .push_back(WormholeEvent::Welcome { motd, welcome }),
             MailboxEvent::WelcomeError(message) => {
                 let url = self.config.mailbox_url.clone();
                 self.fail(now, WormholeError::Unwelcome { url, message });

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod dilation;
+pub mod fowld;
+pub mod schema;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

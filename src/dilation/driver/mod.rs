@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use connector::PathKind;
-pub use subchannel::{Subchannel, MAX_DATA};
+pub use subchannel::{FullyClosed, Subchannel, MAX_DATA};
 
 use super::hints::RelayLocation;
 use super::l2::Role;
@@ -108,6 +108,7 @@ pub(crate) enum TaskCommand {
         accept: mpsc::UnboundedSender<Subchannel>,
     },
     SendMessage(Vec<u8>),
+    Ping(i64),
     Close,
 }
 
@@ -179,6 +180,11 @@ impl DilatedHandle {
     /// Sends an application message through the mailbox.
     pub fn send_message(&self, message: Vec<u8>) {
         let _ = self.commands.send(TaskCommand::SendMessage(message));
+    }
+
+    /// Pings the mailbox server; the answer is a `WormholeEvent::Pong(n)`.
+    pub fn ping(&self, n: i64) {
+        let _ = self.commands.send(TaskCommand::Ping(n));
     }
 }
 

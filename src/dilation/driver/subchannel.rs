@@ -108,6 +108,22 @@ impl Shared {
     }
 }
 
+/// See [`Subchannel::fully_closed`].
+#[derive(Clone)]
+pub struct FullyClosed(Arc<Shared>);
+
+impl FullyClosed {
+    pub fn get(&self) -> bool {
+        self.0.write_refused.load(Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Debug for FullyClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FullyClosed({})", self.get())
+    }
+}
+
 /// One subchannel stream.
 pub struct Subchannel {
     scid: Scid,
@@ -134,6 +150,13 @@ impl Subchannel {
             budget: PollSemaphore::new(budget),
             write_closed: false,
         }
+    }
+
+    /// A flag that turns true once the subchannel is closed for writing by the peer's full close
+    /// (always the case with a Python peer, which does not half-close). It is set before reads see
+    /// the end of the stream.
+    pub fn fully_closed(&self) -> FullyClosed {
+        FullyClosed(self.shared.clone())
     }
 
     pub fn id(&self) -> Scid {

@@ -119,6 +119,7 @@ pub(super) async fn run(
             },
             cmd = commands.recv(), if commands_open => match cmd {
                 Some(TaskCommand::SendMessage(m)) => wormhole.send_message(m),
+                Some(TaskCommand::Ping(n)) => wormhole.ping(n),
                 Some(cmd) => t.command(cmd),
                 None => {
                     commands_open = false;
@@ -334,7 +335,9 @@ impl Task {
                 }
                 self.listeners.insert(subprotocol, accept);
             }
-            TaskCommand::SendMessage(_) => unreachable!("handled by the loop"),
+            TaskCommand::SendMessage(_) | TaskCommand::Ping(_) => {
+                unreachable!("handled by the loop")
+            }
             TaskCommand::Close => {
                 if self.closing.is_none() {
                     self.closing = Some(Instant::now() + self.config.flush_timeout);

@@ -1,0 +1,70 @@
+//! fowld's output lines: the reference's kinds and field names (§4.3), `kind` last as Python
+//! writes it, plus our opt-in kinds.
+
+use serde_json::{json, Map, Value};
+
+use crate::forward::events::Event;
+
+/// One output object with `kind` appended last.
+pub fn line(kind: &str, fields: Value) -> Value {
+    let mut map = match fields {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    map.insert("kind".into(), kind.into());
+    Value::Object(map)
+}
+
+/// The JSON form of an engine event.
+pub fn event(e: &Event) -> Value {
+    match e {
+        Event::Listening { name, port, path } => {
+            let mut v = json!({"name": name, "listening_port": port});
+            if let Some(p) = path {
+                v["listening_path"] = p.as_str().into();
+            }
+            line("listening", v)
+        }
+        Event::ListeningFailed { name, reason } => {
+            line("listening-failed", json!({"name": name, "reason": reason}))
+        }
+        Event::AwaitingConnect { name, port, path } => {
+            let mut v = json!({"name": name, "local_port": port});
+            if let Some(p) = path {
+                v["local_path"] = p.as_str().into();
+            }
+            line("awaiting-connect", v)
+        }
+        Event::OutgoingConnection { name, id } => line(
+            "outgoing-connection",
+            json!({"service_name": name, "id": id}),
+        ),
+        Event::IncomingConnection { name, id } => line(
+            "incoming-connection",
+            json!({"service_name": name, "id": id}),
+        ),
+        Event::BytesIn { id, bytes } => line("bytes-in", json!({"id": id, "bytes": bytes})),
+        Event::BytesOut { id, bytes } => line("bytes-out", json!({"id": id, "bytes": bytes})),
+        Event::OutgoingDone { name, id } => {
+            line("outgoing-done", json!({"service_name": name, "id": id}))
+        }
+        Event::OutgoingLost { name, id, reason } => line(
+            "outgoing-lost",
+            json!({"service_name": name, "id": id, "reason": reason}),
+        ),
+        Event::IncomingDone { id } => line("incoming-done", json!({"id": id})),
+        Event::IncomingLost { id, reason } => {
+            line("incoming-lost", json!({"id": id, "reason": reason}))
+        }
+        Event::Error(message) => error(message),
+        Event::Status(v) => v.clone(),
+    }
+}
+
+pub fn error(message: &str) -> Value {
+    line("error", json!({"message": message}))
+}
+
+pub fn closed(result: &str) -> Value {
+    line("closed", json!({"result": result}))
+}

@@ -1,0 +1,358 @@
+//! One fowld session: the wormhole until the key is confirmed, then the dilated session with the
+//! forwarding engine, and the graceful close (reference §3.2, §4.5, §5.2).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::commands::{self, Command, DEFAULT_CLOSE_TIMEOUT};
+use super::io::{self, Input};
+use super::output::{closed, error, line};
+use crate::dilation::{Dilated, DilationConfig, DilationEvent, RelayLocation};
+use crate::forward::engine::Engine;
+use crate::forward::events::{Event, EventQueue};
+use crate::forward::{app_versions, APPID};
+use crate::wormhole::{Mood, Wormhole, WormholeConfig, WormholeError, WormholeEvent};
+
+/// Exit status after `closed` was reported.
+pub const EXIT_CLOSED: i32 = 0;
+/// Exit status when a `session-close` timeout expired before the session closed (no `closed`).
+pub const EXIT_CLOSE_TIMEOUT: i32 = 1;
+/// How long a closing side waits for the peer's `closing` (as Python's fowld).
+const WAIT_FOR_CLOSING: Duration = Duration::from_millis(1200);
+/// How long closing a wormhole that never met its peer may take.
+const LONELY_CLOSE: Duration = Duration::from_secs(1);
+
+/// How fowld runs.
+#[derive(Debug, Clone)]
+pub struct FowldOptions {
+    pub mailbox_url: String,
+    pub relay: Option<RelayLocation>,
+    pub no_listen: bool,
+    /// Opt-in status kinds: `dilation-connected`, `dilation-reconnecting`.
+    pub status_events: bool,
+    /// Extra CA certificates (DER) for a wss:// mailbox.
+    pub extra_root_certificates: Vec<Vec<u8>>,
+}
+
+/// Runs fowld until the session ends; returns the exit status.
+pub async fn run(opts: FowldOptions) -> i32 {
+    let queue = EventQueue::default();
+    let writer = io::stdout_writer(queue.clone());
+    let session = Session {
+        out: queue.clone(),
+        pings: HashMap::new(),
+        next_ping: 1,
+        opts,
+    };
+    let code = session.run(io::stdin_lines()).await;
+    queue.close();
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    code
+}
+
+struct Session {
+    out: EventQueue,
+    opts: FowldOptions,
+    /// Mailbox ping number -> (the controller's ping_id, when sent).
+    pings: HashMap<i64, (Value, Instant)>,
+    next_ping: i64,
+}
+
+/// How the first phase ended.
+enum Keyed {
+    Ready {
+        wormhole: Wormhole,
+        verifier: String,
+        versions: Value,
+        pending: Vec<Command>,
+    },
+    Exit(i32),
+}
+
+fn is_closing(message: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(message)
+        .ok()
+        .and_then(|v| v.as_object().map(|o| o.contains_key("closing")))
+        .unwrap_or(false)
+}
+
+impl Session {
+    fn emit(&self, v: Value) {
+        self.out.push(Event::Status(v));
+    }
+
+    fn report_closed(&self, result: Result<Mood, WormholeError>) -> i32 {
+        match result {
+            Ok(mood) => self.emit(closed(mood.as_str())),
+            Err(WormholeError::WrongCode) => {
+                self.emit(error(
+                    "wrong code: key confirmation failed (a typo in the code, or someone guessing it)",
+                ));
+                self.emit(closed(Mood::Scary.as_str()));
+            }
+            Err(e) => {
+                self.emit(error(&e.to_string()));
+                self.emit(closed(Mood::Errory.as_str()));
+            }
+        }
+        EXIT_CLOSED
+    }
+
+    fn ping(&mut self, ping_id: Value) -> i64 {
+        let n = self.next_ping;
+        self.next_ping += 1;
+        self.pings.insert(n, (ping_id, Instant::now()));
+        n
+    }
+
+    fn pong(&mut self, n: i64) {
+        if let Some((ping_id, sent)) = self.pings.remove(&n) {
+            let flight = sent.elapsed().as_secs_f64();
+            self.emit(line(
+                "pong",
+                json!({"ping_id": ping_id, "time_of_flight": flight}),
+            ));
+        }
+    }
+
+    async fn run(mut self, mut input: mpsc::Receiver<Input>) -> i32 {
+        let mut shutdown = Box::pin(crate::interfaces::server::shutdown_signal());
+        let mut config = WormholeConfig::new(APPID, &self.opts.mailbox_url);
+        config.app_versions = app_versions();
+        config.dilation = true;
+        config.extra_root_certificates = self.opts.extra_root_certificates.clone();
+        let wormhole = match Wormhole::connect(config).await {
+            Ok(w) => w,
+            Err(e) => return self.report_closed(Err(e)),
+        };
+        let keyed = self.until_keyed(wormhole, &mut input, &mut shutdown).await;
+        let Keyed::Ready {
+            wormhole,
+            verifier,
+            versions,
+            pending,
+        } = keyed
+        else {
+            let Keyed::Exit(code) = keyed else {
+                unreachable!()
+            };
+            return code;
+        };
+        let dilated = wormhole.dilate(DilationConfig {
+            relay: self.opts.relay.clone(),
+            no_listen: self.opts.no_listen,
+            ..DilationConfig::default()
+        });
+        let engine = Engine::start(dilated.handle(), self.out.clone());
+        for cmd in pending {
+            self.forwarding_command(&engine, &dilated, cmd);
+        }
+        self.dilated(
+            dilated,
+            engine,
+            verifier,
+            versions,
+            &mut input,
+            &mut shutdown,
+        )
+        .await
+    }
+
+    /// Phase one: codes, key confirmation, versions. `local`/`remote` wait for the engine.
+    async fn until_keyed(
+        &mut self,
+        mut w: Wormhole,
+        input: &mut mpsc::Receiver<Input>,
+        shutdown: &mut (impl std::future::Future<Output = ()> + Unpin),
+    ) -> Keyed {
+        let (mut verifier, mut versions) = (None, None);
+        let mut pending = Vec::new();
+        let mut code_given = false;
+        loop {
+            if let (Some(v), Some(vs)) = (&verifier, &versions) {
+                return Keyed::Ready {
+                    verifier: hex::encode(v),
+                    versions: Value::clone(vs),
+                    wormhole: w,
+                    pending,
+                };
+            }
+            tokio::select! {
+                event = w.next_event() => match event {
+                    Some(WormholeEvent::Welcome { welcome, .. }) => self.emit(line(
+                        "welcome",
+                        json!({"url": self.opts.mailbox_url, "welcome": welcome}),
+                    )),
+                    Some(WormholeEvent::CodeAllocated(code)) => {
+                        self.emit(line("code-allocated", json!({"code": code})))
+                    }
+                    Some(WormholeEvent::KeyConfirmed { verifier: v, .. }) => verifier = Some(v),
+                    Some(WormholeEvent::PeerVersions { app_versions, .. }) => {
+                        versions = Some(app_versions)
+                    }
+                    Some(WormholeEvent::Pong(n)) => self.pong(n),
+                    Some(WormholeEvent::Closed(result)) => {
+                        return Keyed::Exit(self.report_closed(result))
+                    }
+                    Some(_) => {}
+                    None => {
+                        return Keyed::Exit(self.report_closed(Err(WormholeError::SessionClosed)))
+                    }
+                },
+                got = input.recv() => {
+                    let cmd = match got {
+                        Some(Input::Line(l)) => commands::parse(&l),
+                        Some(Input::Bad(e)) => Err(e),
+                        Some(Input::Eof) | None => return Keyed::Exit(self.close_lonely(w).await),
+                    };
+                    match cmd {
+                        Err(e) => self.emit(error(&e)),
+                        Ok(Command::AllocateCode { .. } | Command::SetCode { .. }) if code_given => {
+                            self.emit(error("a code was already allocated or set for this session"))
+                        }
+                        Ok(Command::AllocateCode { length }) => {
+                            code_given = true;
+                            w.allocate_code(length);
+                        }
+                        Ok(Command::SetCode { code }) => match w.set_code(&code).await {
+                            Ok(()) => {
+                                code_given = true;
+                                self.emit(line("code-allocated", json!({"code": code})));
+                            }
+                            Err(e) => self.emit(error(&e.to_string())),
+                        },
+                        Ok(Command::SessionClose { .. }) => {
+                            return Keyed::Exit(self.close_lonely(w).await)
+                        }
+                        Ok(Command::Ping { ping_id }) => {
+                            let n = self.ping(ping_id);
+                            w.ping(n);
+                        }
+                        Ok(cmd @ (Command::Local(_) | Command::Remote(_))) => pending.push(cmd),
+                    }
+                }
+                _ = &mut *shutdown => return Keyed::Exit(self.close_lonely(w).await),
+            }
+        }
+    }
+
+    async fn close_lonely(&self, w: Wormhole) -> i32 {
+        match tokio::time::timeout(LONELY_CLOSE, w.close()).await {
+            Ok(result) => self.report_closed(result),
+            Err(_) => self.report_closed(Ok(Mood::Lonely)),
+        }
+    }
+
+    fn forwarding_command(&mut self, engine: &Engine, d: &Dilated, cmd: Command) {
+        match cmd {
+            Command::Local(spec) => engine.local(spec),
+            Command::Remote(spec) => engine.remote(spec),
+            Command::Ping { ping_id } => {
+                let n = self.ping(ping_id);
+                d.handle().ping(n);
+            }
+            Command::AllocateCode { .. } | Command::SetCode { .. } => self.emit(error(
+                "a code was already allocated or set for this session",
+            )),
+            Command::SessionClose { .. } => unreachable!("handled by the caller"),
+        }
+    }
+
+    /// Phase two: the dilated session, until it closes.
+    async fn dilated(
+        &mut self,
+        mut d: Dilated,
+        engine: Engine,
+        verifier: String,
+        versions: Value,
+        input: &mut mpsc::Receiver<Input>,
+        shutdown: &mut (impl std::future::Future<Output = ()> + Unpin),
+    ) -> i32 {
+        let mut peer_connected = false;
+        loop {
+            tokio::select! {
+                event = d.next_event() => match event {
+                    Some(DilationEvent::Connected { generation, path, peer }) => {
+                        if !peer_connected {
+                            peer_connected = true;
+                            self.emit(line(
+                                "peer-connected",
+                                json!({"verifier": verifier, "versions": versions}),
+                            ));
+                        }
+                        if self.opts.status_events {
+                            self.emit(line("dilation-connected", json!({
+                                "generation": generation,
+                                "path": path.to_string(),
+                                "peer_address": peer.to_string(),
+                            })));
+                        }
+                    }
+                    Some(DilationEvent::Reconnecting { generation }) if self.opts.status_events => {
+                        self.emit(line("dilation-reconnecting", json!({"generation": generation})))
+                    }
+                    Some(DilationEvent::Failed(e)) => self.emit(error(&e.to_string())),
+                    Some(DilationEvent::Wormhole(WormholeEvent::Message(m))) if is_closing(&m) => {
+                        return self.close(d, &engine, DEFAULT_CLOSE_TIMEOUT, true).await
+                    }
+                    Some(DilationEvent::Wormhole(WormholeEvent::Pong(n))) => self.pong(n),
+                    Some(DilationEvent::Wormhole(WormholeEvent::Closed(result))) => {
+                        return self.report_closed(result)
+                    }
+                    Some(_) => {}
+                    None => return self.report_closed(Err(WormholeError::SessionClosed)),
+                },
+                got = input.recv() => {
+                    let cmd = match got {
+                        Some(Input::Line(l)) => commands::parse(&l),
+                        Some(Input::Bad(e)) => Err(e),
+                        Some(Input::Eof) | None => {
+                            return self.close(d, &engine, DEFAULT_CLOSE_TIMEOUT, false).await
+                        }
+                    };
+                    match cmd {
+                        Err(e) => self.emit(error(&e)),
+                        Ok(Command::SessionClose { timeout }) => {
+                            return self.close(d, &engine, timeout, false).await
+                        }
+                        Ok(cmd) => self.forwarding_command(&engine, &d, cmd),
+                    }
+                }
+                _ = &mut *shutdown => {
+                    return self.close(d, &engine, DEFAULT_CLOSE_TIMEOUT, false).await
+                }
+            }
+        }
+    }
+
+    /// The graceful close: stop our listeners, send `closing`, wait briefly for the peer's (unless
+    /// it came first), close the wormhole. The whole is bounded by `timeout`; when that expires
+    /// nothing is reported and the exit status is [`EXIT_CLOSE_TIMEOUT`].
+    async fn close(&self, mut d: Dilated, engine: &Engine, timeout: f64, peer_first: bool) -> i32 {
+        engine.stop_listeners();
+        d.send_message(json!({"closing": 0}).to_string().into_bytes());
+        let all = async {
+            if !peer_first {
+                let _ = tokio::time::timeout(
+                    WAIT_FOR_CLOSING,
+                    d.wait_for(|e| match e {
+                        DilationEvent::Wormhole(WormholeEvent::Message(m)) if is_closing(m) => {
+                            Some(())
+                        }
+                        DilationEvent::Wormhole(WormholeEvent::Closed(_)) => Some(()),
+                        _ => None,
+                    }),
+                )
+                .await;
+            }
+            d.close().await
+        };
+        match tokio::time::timeout(Duration::from_secs_f64(timeout), all).await {
+            Ok(result) => self.report_closed(result),
+            Err(_) => EXIT_CLOSE_TIMEOUT,
+        }
+    }
+}

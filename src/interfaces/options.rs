@@ -1,0 +1,61 @@
+//! Options shared by `fowld` and the `fowl` forwarding commands: mailbox names and the relay.
+
+use clap::Args;
+
+use crate::dilation::RelayLocation;
+
+/// The public mailbox server (magic-wormhole's default).
+pub const PUBLIC_MAILBOX: &str = "ws://relay.magic-wormhole.io:4000/v1";
+/// The public transit relay, Python fowl's fixed choice.
+pub const PUBLIC_RELAY: &str = "tcp:transit.magic-wormhole.io:4001";
+
+/// Resolves a `--mailbox` value: `default`, `local`, `winden`, or a URL used as is.
+pub fn mailbox_url(name: &str) -> String {
+    match name {
+        "default" => PUBLIC_MAILBOX.into(),
+        "local" => "ws://localhost:4000/v1".into(),
+        "winden" => "wss://mailbox.mw.leastauthority.com/v1".into(),
+        url => url.into(),
+    }
+}
+
+/// Where the session meets its peer.
+#[derive(Args, Debug, Clone)]
+pub struct NetworkArgs {
+    /// Mailbox server: a ws:// or wss:// URL, or `default`, `local`, `winden`.
+    #[arg(long, value_name = "URL or NAME", default_value = "default")]
+    pub mailbox: String,
+    /// Transit relay for Dilation, `tcp:HOST:PORT`.
+    #[arg(long, value_name = "tcp:HOST:PORT", default_value = PUBLIC_RELAY, conflicts_with = "no_relay")]
+    pub relay: String,
+    /// Use no transit relay: direct connections only.
+    #[arg(long)]
+    pub no_relay: bool,
+    /// Offer no direct connection hints (no listening socket for the peer).
+    #[arg(long)]
+    pub no_listen: bool,
+}
+
+impl NetworkArgs {
+    /// The relay to use, or an error naming a malformed value.
+    pub fn relay(&self) -> Result<Option<RelayLocation>, String> {
+        if self.no_relay {
+            return Ok(None);
+        }
+        self.relay
+            .parse::<RelayLocation>()
+            .map(Some)
+            .map_err(|e| format!("--relay: {e}"))
+    }
+
+    /// Checks the mailbox URL's scheme.
+    pub fn mailbox_url(&self) -> Result<String, String> {
+        let url = mailbox_url(&self.mailbox);
+        if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+            return Err(format!(
+                "--mailbox: {url:?} is neither a ws:// or wss:// URL nor default, local or winden"
+            ));
+        }
+        Ok(url)
+    }
+}

@@ -1,0 +1,208 @@
+//! A fowld process, ours or Python's, driven through its JSON lines.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{ChildStdout, Command};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Impl {
+    Rust,
+    Python,
+}
+
+pub struct Fowld {
+    pub which: Impl,
+    child: tokio::process::Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    /// Every JSON line read so far.
+    pub seen: Vec<Value>,
+    /// Lines passed over by `expect`, still to be looked at by `take`.
+    backlog: Vec<Value>,
+}
+
+impl Fowld {
+    /// Starts fowld on `mailbox`. Our fowld gets `args` too (relay options and such); Python's
+    /// uses its fixed public relay, unreachable here, so it connects directly.
+    pub fn spawn(which: Impl, mailbox: &str, args: &[&str]) -> Fowld {
+        let mut cmd = match which {
+            Impl::Rust => {
+                let mut c = Command::new(env!("CARGO_BIN_EXE_fowld"));
+                c.args(args);
+                c
+            }
+            Impl::Python => Command::new(super::venv().join("bin/fowld")),
+        };
+        let mut child = cmd
+            .args(["--mailbox", mailbox])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn fowld");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Fowld {
+            which,
+            child,
+            lines,
+            seen: Vec::new(),
+            backlog: Vec::new(),
+        }
+    }
+
+    pub async fn send(&mut self, command: Value) {
+        self.send_raw(&command.to_string()).await;
+    }
+
+    pub async fn send_raw(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().expect("stdin is open");
+        stdin.write_all(line.as_bytes()).await.unwrap();
+        stdin.write_all(b"\n").await.unwrap();
+        stdin.flush().await.unwrap();
+    }
+
+    /// Closes fowld's stdin.
+    pub fn close_stdin(&mut self) {
+        self.child.stdin.take();
+    }
+
+    /// The next JSON line (Python's non-JSON lines are skipped), or `None` at exit.
+    pub async fn next(&mut self, limit: Duration) -> Option<Value> {
+        if !self.backlog.is_empty() {
+            return Some(self.backlog.remove(0));
+        }
+        loop {
+            let line = tokio::time::timeout(limit, self.lines.next_line())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "{:?} fowld said nothing in {limit:?}; seen {:?}",
+                        self.which, self.seen
+                    )
+                })
+                .expect("read fowld")?;
+            match serde_json::from_str::<Value>(&line) {
+                Ok(v) => {
+                    if self.which == Impl::Rust {
+                        super::schema::check_output(&v);
+                    }
+                    self.seen.push(v.clone());
+                    return Some(v);
+                }
+                Err(_) => assert_eq!(
+                    self.which,
+                    Impl::Python,
+                    "our fowld printed non-JSON: {line}"
+                ),
+            }
+        }
+    }
+
+    /// Waits for a line of `kind`, keeping the others for later `expect`s.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        if let Some(i) = self.backlog.iter().position(|v| v["kind"] == kind) {
+            return self.backlog.remove(i);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut passed = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let v = loop {
+                let line = tokio::time::timeout(left, self.lines.next_line())
+                    .await
+                    .unwrap_or_else(|_| {
+                        panic!(
+                            "{:?} fowld: no {kind} in time; seen {:?}",
+                            self.which, self.seen
+                        )
+                    })
+                    .expect("read fowld")
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "{:?} fowld exited before {kind}; seen {:?}",
+                            self.which, self.seen
+                        )
+                    });
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if self.which == Impl::Rust {
+                        super::schema::check_output(&v);
+                    }
+                    self.seen.push(v.clone());
+                    break v;
+                }
+            };
+            if v["kind"] == kind {
+                self.backlog.extend(passed);
+                return v;
+            }
+            passed.push(v);
+        }
+    }
+
+    /// Sum of `bytes` over all `kind` lines for stream `id` seen so far.
+    pub fn total(&self, kind: &str, id: &Value) -> u64 {
+        self.seen
+            .iter()
+            .filter(|v| v["kind"] == kind && &v["id"] == id)
+            .map(|v| v["bytes"].as_u64().unwrap())
+            .sum()
+    }
+
+    /// Reads lines (kept for later `expect`s) until none came for `quiet`, at most 30 s.
+    pub async fn settle(&mut self, quiet: Duration) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while tokio::time::Instant::now() < deadline {
+            match tokio::time::timeout(quiet, self.lines.next_line()).await {
+                Ok(Ok(Some(line))) => {
+                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                        if self.which == Impl::Rust {
+                            super::schema::check_output(&v);
+                        }
+                        self.seen.push(v.clone());
+                        self.backlog.push(v);
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{:?} fowld did not exit within {limit:?}", self.which))
+            .unwrap()
+            .code()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// Reads the rest of the output until exit, recording it.
+    pub async fn drain_to_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.lines.next_line()).await {
+                Ok(Ok(Some(line))) => {
+                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                        if self.which == Impl::Rust {
+                            super::schema::check_output(&v);
+                        }
+                        self.seen.push(v.clone());
+                        self.backlog.push(v);
+                    }
+                }
+                Ok(_) => break,
+                Err(_) => panic!(
+                    "{:?} fowld did not exit within {limit:?}; seen {:?}",
+                    self.which, self.seen
+                ),
+            }
+        }
+        self.wait_exit(Duration::from_secs(5)).await
+    }
+}

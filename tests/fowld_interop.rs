@@ -1,0 +1,187 @@
+//! Our fowld against Python fowld 26.8 (and against itself), through the real Python mailbox
+//! server: the reference transcript, 64 MiB each way with sha256, exact byte totals.
+
+mod common;
+
+use std::time::Duration;
+
+use common::dilation::{pattern, sha};
+use common::fowld::{Fowld, Impl};
+use common::MailboxServer;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Codes the two daemons: `a` allocates, `b` sets; both see peer-connected with one verifier.
+async fn pair(a: &mut Fowld, b: &mut Fowld) {
+    a.send(json!({"kind": "allocate-code"})).await;
+    let code = a.expect("code-allocated").await["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.send(json!({"kind": "set-code", "code": code})).await;
+    assert_eq!(b.expect("code-allocated").await["code"], code.as_str());
+    let (va, vb) = (
+        a.expect("peer-connected").await,
+        b.expect("peer-connected").await,
+    );
+    assert_eq!(va["verifier"], vb["verifier"]);
+    assert_eq!(va["versions"], json!({"fowl": {"features": ["core-v1"]}}));
+    assert_eq!(vb["versions"], json!({"fowl": {"features": ["core-v1"]}}));
+}
+
+/// An echo server on a free port; returns the port.
+async fn echo_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    port
+}
+
+/// Sends `data` through the forwarded port and reads the echo; returns what came back.
+async fn through(port: u16, data: &[u8]) -> Vec<u8> {
+    let s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (mut r, mut w) = s.into_split();
+    let out = data.to_vec();
+    let writer = tokio::spawn(async move {
+        w.write_all(&out).await.unwrap();
+        w
+    });
+    let mut got = vec![0u8; data.len()];
+    tokio::time::timeout(Duration::from_secs(120), r.read_exact(&mut got))
+        .await
+        .expect("echo in time")
+        .unwrap();
+    drop(writer.await.unwrap());
+    got
+}
+
+/// `roost` runs `local`, `fledge` runs `remote` for an echo service; streams of `sizes` bytes go
+/// through one after the other and come back intact; lifecycle lines and exact byte totals are
+/// checked on both sides (see below for Python's). Python fowld loses the `*-done` of a stream whose transfer paused its
+/// producer (it never finishes the local close; Python against Python too), so a stream's done
+/// lines are awaited only from our fowld or for streams of at most 1 MiB.
+async fn forward_echo(roost: &mut Fowld, fledge: &mut Fowld, sizes: &[usize]) {
+    let echo = echo_server().await;
+    roost.send(json!({"kind": "local", "name": "echo"})).await;
+    fledge
+        .send(json!({"kind": "remote", "name": "echo", "local_connect_port": echo}))
+        .await;
+    let listening = roost.expect("listening").await;
+    assert_eq!(listening["name"], "echo");
+    let port = listening["listening_port"].as_u64().unwrap() as u16;
+    let awaiting = fledge.expect("awaiting-connect").await;
+    assert_eq!(
+        awaiting,
+        json!({"name": "echo", "local_port": echo, "kind": "awaiting-connect"})
+    );
+
+    let mut streams = Vec::new();
+    for (i, &size) in sizes.iter().enumerate() {
+        let data = pattern(size, i as u64);
+        let got = through(port, &data).await;
+        assert_eq!(sha(&got), sha(&data));
+        let out = roost.expect("outgoing-connection").await;
+        assert_eq!(out["service_name"], "echo");
+        let inc = fledge.expect("incoming-connection").await;
+        assert_eq!(inc["service_name"], "echo");
+        for (side, kind, id) in [
+            (&mut *roost, "outgoing-done", &out["id"]),
+            (&mut *fledge, "incoming-done", &inc["id"]),
+        ] {
+            if side.which == Impl::Rust || size <= 1 << 20 {
+                let done = side.expect(kind).await;
+                assert_eq!(&done["id"], id, "{done}");
+            }
+        }
+        streams.push((size as u64, out["id"].clone(), inc["id"].clone()));
+    }
+    roost.settle(Duration::from_secs(1)).await;
+    fledge.settle(Duration::from_secs(1)).await;
+    // Python fowld's own counts fall short on large streams (about 19 to 31 of 64 MiB seen), so
+    // its totals are checked on the small stream only
+    for (n, out, inc) in streams {
+        for (side, id) in [(&*roost, &out), (&*fledge, &inc)] {
+            if side.which == Impl::Rust || n <= 1 << 20 {
+                assert_eq!(side.total("bytes-in", id), n, "{:?} bytes-in", side.which);
+                assert_eq!(side.total("bytes-out", id), n, "{:?} bytes-out", side.which);
+            }
+        }
+    }
+}
+
+async fn close_both(closer: &mut Fowld, other: &mut Fowld) {
+    closer
+        .send(json!({"kind": "session-close", "timeout": 5}))
+        .await;
+    let started = std::time::Instant::now();
+    assert_eq!(closer.expect("closed").await["result"], "happy");
+    assert_eq!(other.expect("closed").await["result"], "happy");
+    assert_eq!(closer.wait_exit(Duration::from_secs(3)).await, Some(0));
+    assert_eq!(other.wait_exit(Duration::from_secs(3)).await, Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+fn no_errors(f: &Fowld) {
+    let errors: Vec<&Value> = f.seen.iter().filter(|v| v["kind"] == "error").collect();
+    assert!(errors.is_empty(), "{:?} fowld errors: {errors:?}", f.which);
+}
+
+async fn session(inviter: Impl, roost_is_inviter: bool, peer: Impl, size: usize) {
+    common::init_logging();
+    common::require_loopback_only();
+    let mailbox = MailboxServer::start();
+    tokio::time::timeout(Duration::from_secs(240), async {
+        let mut a = Fowld::spawn(inviter, &mailbox.url(), &["--no-relay"]);
+        let mut b = Fowld::spawn(peer, &mailbox.url(), &["--no-relay"]);
+        pair(&mut a, &mut b).await;
+        if roost_is_inviter {
+            forward_echo(&mut a, &mut b, &[size, 1000]).await;
+        } else {
+            forward_echo(&mut b, &mut a, &[size, 1000]).await;
+        }
+        no_errors(&a);
+        no_errors(&b);
+        close_both(&mut a, &mut b).await;
+    })
+    .await
+    .unwrap();
+}
+
+const BIG: usize = 64 << 20;
+
+#[tokio::test]
+async fn rust_invites_and_listens_python_serves() {
+    session(Impl::Rust, true, Impl::Python, BIG).await;
+}
+
+#[tokio::test]
+async fn rust_invites_and_serves_python_listens() {
+    session(Impl::Rust, false, Impl::Python, BIG).await;
+}
+
+#[tokio::test]
+async fn python_invites_and_listens_rust_serves() {
+    session(Impl::Python, true, Impl::Rust, BIG).await;
+}
+
+#[tokio::test]
+async fn python_invites_and_serves_rust_listens() {
+    session(Impl::Python, false, Impl::Rust, BIG).await;
+}
+
+#[tokio::test]
+async fn rust_with_rust() {
+    session(Impl::Rust, true, Impl::Rust, BIG).await;
+}
