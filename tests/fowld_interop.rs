@@ -6,62 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::dilation::{pattern, sha};
-use common::fowld::{Fowld, Impl};
+use common::fowld::{echo_server, pair, through, Fowld, Impl};
 use common::MailboxServer;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// Codes the two daemons: `a` allocates, `b` sets; both see peer-connected with one verifier.
-async fn pair(a: &mut Fowld, b: &mut Fowld) {
-    a.send(json!({"kind": "allocate-code"})).await;
-    let code = a.expect("code-allocated").await["code"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    b.send(json!({"kind": "set-code", "code": code})).await;
-    assert_eq!(b.expect("code-allocated").await["code"], code.as_str());
-    let (va, vb) = (
-        a.expect("peer-connected").await,
-        b.expect("peer-connected").await,
-    );
-    assert_eq!(va["verifier"], vb["verifier"]);
-    assert_eq!(va["versions"], json!({"fowl": {"features": ["core-v1"]}}));
-    assert_eq!(vb["versions"], json!({"fowl": {"features": ["core-v1"]}}));
-}
-
-/// An echo server on a free port; returns the port.
-async fn echo_server() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    port
-}
-
-/// Sends `data` through the forwarded port and reads the echo; returns what came back.
-async fn through(port: u16, data: &[u8]) -> Vec<u8> {
-    let s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let (mut r, mut w) = s.into_split();
-    let out = data.to_vec();
-    let writer = tokio::spawn(async move {
-        w.write_all(&out).await.unwrap();
-        w
-    });
-    let mut got = vec![0u8; data.len()];
-    tokio::time::timeout(Duration::from_secs(120), r.read_exact(&mut got))
-        .await
-        .expect("echo in time")
-        .unwrap();
-    drop(writer.await.unwrap());
-    got
-}
 
 /// `roost` runs `local`, `fledge` runs `remote` for an echo service; streams of `sizes` bytes go
 /// through one after the other and come back intact; lifecycle lines and exact byte totals are

@@ -21,3 +21,19 @@ pub const STREAMS: &str = "fowl";
 pub fn app_versions() -> serde_json::Value {
     serde_json::json!({"fowl": {"features": ["core-v1"]}})
 }
+
+/// Dilation settings for forwarding: tighter memory bounds than the library defaults, so that a
+/// daemon forwarding into a slow consumer stays small (the unacknowledged queue and the write
+/// budget are what a sender holds while its peer is paused).
+pub fn dilation_config(
+    relay: Option<crate::dilation::RelayLocation>,
+    no_listen: bool,
+) -> crate::dilation::DilationConfig {
+    crate::dilation::DilationConfig {
+        relay,
+        no_listen,
+        write_budget: 512 << 10,
+        unacked_limit: 2 << 20,
+        ..Default::default()
+    }
+}

@@ -3,8 +3,9 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{ChildStdout, Command};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,4 +206,55 @@ impl Fowld {
         }
         self.wait_exit(Duration::from_secs(5)).await
     }
+}
+
+/// Codes the two daemons: `a` allocates, `b` sets; both see peer-connected with one verifier.
+pub async fn pair(a: &mut Fowld, b: &mut Fowld) {
+    a.send(json!({"kind": "allocate-code"})).await;
+    let code = a.expect("code-allocated").await["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.send(json!({"kind": "set-code", "code": code})).await;
+    assert_eq!(b.expect("code-allocated").await["code"], code.as_str());
+    let (va, vb) = (
+        a.expect("peer-connected").await,
+        b.expect("peer-connected").await,
+    );
+    assert_eq!(va["verifier"], vb["verifier"]);
+    assert_eq!(va["versions"], json!({"fowl": {"features": ["core-v1"]}}));
+    assert_eq!(vb["versions"], json!({"fowl": {"features": ["core-v1"]}}));
+}
+
+/// An echo server on a free port; returns the port.
+pub async fn echo_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    port
+}
+
+/// Sends `data` through the forwarded port and reads the echo; returns what came back.
+pub async fn through(port: u16, data: &[u8]) -> Vec<u8> {
+    let s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (mut r, mut w) = s.into_split();
+    let out = data.to_vec();
+    let writer = tokio::spawn(async move {
+        w.write_all(&out).await.unwrap();
+        w
+    });
+    let mut got = vec![0u8; data.len()];
+    tokio::time::timeout(Duration::from_secs(120), r.read_exact(&mut got))
+        .await
+        .expect("echo in time")
+        .unwrap();
+    drop(writer.await.unwrap());
+    got
 }

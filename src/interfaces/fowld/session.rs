@@ -10,10 +10,10 @@ use tokio::sync::mpsc;
 use super::commands::{self, Command, DEFAULT_CLOSE_TIMEOUT};
 use super::io::{self, Input};
 use super::output::{closed, error, line};
-use crate::dilation::{Dilated, DilationConfig, DilationEvent, RelayLocation};
+use crate::dilation::{Dilated, DilationEvent, RelayLocation};
 use crate::forward::engine::Engine;
 use crate::forward::events::{Event, EventQueue};
-use crate::forward::{app_versions, APPID};
+use crate::forward::{app_versions, dilation_config, APPID};
 use crate::wormhole::{Mood, Wormhole, WormholeConfig, WormholeError, WormholeEvent};
 
 /// Exit status after `closed` was reported.
@@ -64,7 +64,7 @@ struct Session {
 /// How the first phase ended.
 enum Keyed {
     Ready {
-        wormhole: Wormhole,
+        wormhole: Box<Wormhole>,
         verifier: String,
         versions: Value,
         pending: Vec<Command>,
@@ -141,11 +141,10 @@ impl Session {
             };
             return code;
         };
-        let dilated = wormhole.dilate(DilationConfig {
-            relay: self.opts.relay.clone(),
-            no_listen: self.opts.no_listen,
-            ..DilationConfig::default()
-        });
+        let dilated = (*wormhole).dilate(dilation_config(
+            self.opts.relay.clone(),
+            self.opts.no_listen,
+        ));
         let engine = Engine::start(dilated.handle(), self.out.clone());
         for cmd in pending {
             self.forwarding_command(&engine, &dilated, cmd);
@@ -176,7 +175,7 @@ impl Session {
                 return Keyed::Ready {
                     verifier: hex::encode(v),
                     versions: Value::clone(vs),
-                    wormhole: w,
+                    wormhole: Box::new(w),
                     pending,
                 };
             }
