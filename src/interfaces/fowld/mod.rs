@@ -6,4 +6,4 @@ pub mod io;
 pub mod output;
 mod session;
 
-pub use session::{run, FowldOptions};
+pub use session::{run, run_with, FowldOptions, EXIT_CLOSED, EXIT_CLOSE_TIMEOUT};

@@ -37,20 +37,26 @@ pub struct FowldOptions {
     pub extra_root_certificates: Vec<Vec<u8>>,
 }
 
-/// Runs fowld until the session ends; returns the exit status.
+/// Runs fowld on stdin/stdout until the session ends; returns the exit status.
 pub async fn run(opts: FowldOptions) -> i32 {
     let queue = EventQueue::default();
     let writer = io::stdout_writer(queue.clone());
+    let code = run_with(opts, io::stdin_lines(), queue.clone()).await;
+    queue.close();
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    code
+}
+
+/// Runs one session fed by `input`, reporting every output line to `out` (as `Event::Status`
+/// for session lines, engine events as they are). The human CLI drives it this way.
+pub async fn run_with(opts: FowldOptions, input: mpsc::Receiver<Input>, out: EventQueue) -> i32 {
     let session = Session {
-        out: queue.clone(),
+        out,
         pings: HashMap::new(),
         next_ping: 1,
         opts,
     };
-    let code = session.run(io::stdin_lines()).await;
-    queue.close();
-    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
-    code
+    session.run(input).await
 }
 
 struct Session {

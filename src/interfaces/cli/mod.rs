@@ -1,0 +1,133 @@
+//! `fowl invite` and `fowl accept`: the human front end. Each runs one fowld session (the same
+//! code as the daemon) fed with commands built from the specifiers, and renders its output for
+//! people.
+
+pub mod render;
+pub mod spec;
+
+use std::io::IsTerminal;
+
+use clap::Args;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::fowld::io::Input;
+use super::fowld::{run_with, FowldOptions};
+use super::options::NetworkArgs;
+use crate::forward::events::EventQueue;
+
+/// The services of a session, in the reference's specifier grammar.
+#[derive(Args, Debug, Clone)]
+pub struct Services {
+    /// Run a service here and let the peer reach it:
+    /// name[:local-connect-port][:listen=port][:address=host], or name:/unix/socket/path.
+    #[arg(short = 'R', long = "remote", visible_alias = "service", value_name = "SPEC")]
+    pub remote: Vec<String>,
+    /// Listen here for the peer's service:
+    /// name[:local-listen-port][:bind=address][:remote-connect=port], or name:/unix/socket/path.
+    #[arg(short = 'L', long = "local", visible_alias = "client", value_name = "SPEC")]
+    pub local: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct InviteArgs {
+    /// Words in the code.
+    #[arg(long, default_value_t = 2)]
+    pub code_length: usize,
+    #[command(flatten)]
+    pub services: Services,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AcceptArgs {
+    /// The code from the inviting peer (asked for when omitted on a terminal).
+    pub code: Option<String>,
+    #[command(flatten)]
+    pub services: Services,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+}
+
+/// The `local`/`remote` commands for the specifiers, or the first parse error.
+fn service_commands(s: &Services) -> Result<Vec<Value>, String> {
+    let mut out = Vec::new();
+    for l in &s.local {
+        let p = spec::parse_local(l).map_err(|e| format!("--local {l}: {e}"))?;
+        out.push(json!({
+            "kind": "local", "name": p.name, "local_listen_port": p.listen_port,
+            "bind_interface": p.bind, "remote_connect_port": p.remote_connect_port,
+            "local_listen_path": p.listen_unix.map(|x| x.display().to_string()),
+        }));
+    }
+    for r in &s.remote {
+        let p = spec::parse_remote(r).map_err(|e| format!("--remote {r}: {e}"))?;
+        out.push(json!({
+            "kind": "remote", "name": p.name, "local_connect_port": p.local_connect_port,
+            "remote_listen_port": p.remote_listen_port, "connect_address": p.connect_address,
+            "local_connect_path": p.connect_unix.map(|x| x.display().to_string()),
+        }));
+    }
+    if out.is_empty() {
+        return Err("give at least one --remote (a service here) or --local (a listener here for \
+                    the peer's service); see fowl invite --help"
+            .into());
+    }
+    Ok(out)
+}
+
+async fn session(network: &NetworkArgs, first: Value, services: Vec<Value>) -> anyhow::Result<i32> {
+    let opts = FowldOptions {
+        mailbox_url: network.mailbox_url().map_err(anyhow::Error::msg)?,
+        relay: network.relay().map_err(anyhow::Error::msg)?,
+        no_listen: network.no_listen,
+        status_events: true,
+        extra_root_certificates: Vec::new(),
+    };
+    let (tx, rx) = mpsc::channel(64);
+    for cmd in std::iter::once(first).chain(services) {
+        tx.send(Input::Line(cmd.to_string())).await?;
+    }
+    let queue = EventQueue::default();
+    let live = std::io::stdout().is_terminal();
+    let renderer = {
+        let q = queue.clone();
+        std::thread::spawn(move || render::render(q, live))
+    };
+    // `tx` stays alive: the session ends by the peer, Ctrl-C or SIGTERM, not by running dry
+    let code = run_with(opts, rx, queue.clone()).await;
+    drop(tx);
+    queue.close();
+    let _ = tokio::task::spawn_blocking(move || renderer.join()).await;
+    Ok(code)
+}
+
+/// `fowl invite`: allocates a code and forwards the given services.
+pub async fn invite(args: InviteArgs) -> anyhow::Result<i32> {
+    let services = service_commands(&args.services).map_err(anyhow::Error::msg)?;
+    let first = json!({"kind": "allocate-code", "length": args.code_length});
+    session(&args.network, first, services).await
+}
+
+/// `fowl accept [CODE]`: joins the inviting peer and forwards the given services.
+pub async fn accept(args: AcceptArgs) -> anyhow::Result<i32> {
+    let services = service_commands(&args.services).map_err(anyhow::Error::msg)?;
+    let code = match args.code {
+        Some(c) => c,
+        None if std::io::stdin().is_terminal() => prompt_code()?,
+        None => anyhow::bail!("no code given (and stdin is not a terminal to ask for one)"),
+    };
+    session(&args.network, json!({"kind": "set-code", "code": code}), services).await
+}
+
+fn prompt_code() -> anyhow::Result<String> {
+    use std::io::Write;
+    eprint!("Enter the code from your peer: ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let code = line.trim().to_string();
+    anyhow::ensure!(!code.is_empty(), "no code entered");
+    Ok(code)
+}
