@@ -21,11 +21,21 @@ use crate::forward::events::EventQueue;
 pub struct Services {
     /// Run a service here and let the peer reach it:
     /// name[:local-connect-port][:listen=port][:address=host], or name:/unix/socket/path.
-    #[arg(short = 'R', long = "remote", visible_alias = "service", value_name = "SPEC")]
+    #[arg(
+        short = 'R',
+        long = "remote",
+        visible_alias = "service",
+        value_name = "SPEC"
+    )]
     pub remote: Vec<String>,
     /// Listen here for the peer's service:
     /// name[:local-listen-port][:bind=address][:remote-connect=port], or name:/unix/socket/path.
-    #[arg(short = 'L', long = "local", visible_alias = "client", value_name = "SPEC")]
+    #[arg(
+        short = 'L',
+        long = "local",
+        visible_alias = "client",
+        value_name = "SPEC"
+    )]
     pub local: Vec<String>,
 }
 
@@ -70,9 +80,11 @@ fn service_commands(s: &Services) -> Result<Vec<Value>, String> {
         }));
     }
     if out.is_empty() {
-        return Err("give at least one --remote (a service here) or --local (a listener here for \
+        return Err(
+            "give at least one --remote (a service here) or --local (a listener here for \
                     the peer's service); see fowl invite --help"
-            .into());
+                .into(),
+        );
     }
     Ok(out)
 }
@@ -118,7 +130,12 @@ pub async fn accept(args: AcceptArgs) -> anyhow::Result<i32> {
         None if std::io::stdin().is_terminal() => prompt_code()?,
         None => anyhow::bail!("no code given (and stdin is not a terminal to ask for one)"),
     };
-    session(&args.network, json!({"kind": "set-code", "code": code}), services).await
+    session(
+        &args.network,
+        json!({"kind": "set-code", "code": code}),
+        services,
+    )
+    .await
 }
 
 fn prompt_code() -> anyhow::Result<String> {

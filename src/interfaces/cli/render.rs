@@ -81,7 +81,11 @@ impl View {
             "dilation-connected" => {
                 self.path = Some(format!("{} to {}", s("path"), s("peer_address")));
                 self.peer = "connected";
-                Some(format!("connection: {} to {}", s("path"), s("peer_address")))
+                Some(format!(
+                    "connection: {} to {}",
+                    s("path"),
+                    s("peer_address")
+                ))
             }
             "dilation-reconnecting" => {
                 self.peer = "reconnecting";
@@ -160,14 +164,19 @@ impl View {
             self.code.as_deref().unwrap_or("-"),
             self.mailbox.as_deref().unwrap_or("connecting..."),
             if self.peer.is_empty() { "-" } else { self.peer },
-            self.path.as_ref().map(|p| format!(" ({p})")).unwrap_or_default(),
+            self.path
+                .as_ref()
+                .map(|p| format!(" ({p})"))
+                .unwrap_or_default(),
         )];
         if let Some(v) = &self.verifier {
             out.push(format!("verifier {}", verifier_groups(v)));
         }
         out.extend(self.services.values().map(|s| format!("  {s}")));
-        self.streams
-            .retain(|_, st| st.ended.is_none_or(|t| t.elapsed() < Duration::from_secs(10)));
+        self.streams.retain(|_, st| {
+            st.ended
+                .is_none_or(|t| t.elapsed() < Duration::from_secs(10))
+        });
         for (id, st) in self.streams.iter_mut() {
             st.rate = (
                 (st.bytes_in - st.last.0) as f64 / secs,

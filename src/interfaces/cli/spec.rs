@@ -144,7 +144,10 @@ mod tests {
             parse_local("x:1:listen=2").unwrap_err(),
             "--local specifier accepts remote-connect= or bind= only"
         );
-        assert_eq!(parse_local("x:1:a=1:b=2:c=3").unwrap_err(), "Too many colons: 4 > 3");
+        assert_eq!(
+            parse_local("x:1:a=1:b=2:c=3").unwrap_err(),
+            "Too many colons: 4 > 3"
+        );
         assert!(parse_local(":1").is_err());
         assert!(parse_local("x:1:bind=[::1").is_err());
     }
@@ -155,7 +158,11 @@ mod tests {
         assert_eq!(r.local_connect_port, Some(8080));
         let r = parse_remote("quux:8444:address=[::1]:listen=8333").unwrap();
         assert_eq!(
-            (r.local_connect_port, r.connect_address.as_deref(), r.remote_listen_port),
+            (
+                r.local_connect_port,
+                r.connect_address.as_deref(),
+                r.remote_listen_port
+            ),
             (Some(8444), Some("::1"), Some(8333))
         );
         let r = parse_remote("app:./run/app.sock").unwrap();

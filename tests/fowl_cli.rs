@@ -1,0 +1,210 @@
+//! `fowl invite` / `fowl accept` end to end (non-terminal output), between two peers of this
+//! project on our in-process mailbox server: a TCP forward over ::1, a unix socket forward, TCP
+//! half-close through the forward, and Ctrl-C closing both.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::dilation::{pattern, sha};
+use fowl::server::mailbox::{serve, MailboxConfig};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+struct Fowl {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    seen: Vec<String>,
+}
+
+impl Fowl {
+    fn spawn(args: &[String]) -> Fowl {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fowl"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Fowl {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first line starting with `prefix`, also among lines already read.
+    async fn line(&mut self, prefix: &str) -> String {
+        if let Some(l) = self.seen.iter().find(|l| l.starts_with(prefix)) {
+            return l.clone();
+        }
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(30), self.lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("no {prefix:?} line; seen {:?}", self.seen))
+                .unwrap()
+                .unwrap_or_else(|| panic!("fowl exited before {prefix:?}; seen {:?}", self.seen));
+            self.seen.push(line.clone());
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
+    }
+
+    async fn wait(&mut self) -> Option<i32> {
+        tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+            .await
+            .expect("fowl exits")
+            .unwrap()
+            .code()
+    }
+}
+
+/// Echoes every connection on a unix socket.
+fn unix_echo(path: &std::path::Path) {
+    let l = tokio::net::UnixListener::bind(path).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+}
+
+/// Reads a whole request until EOF, then answers with its length: needs a half-close to work.
+async fn count_until_eof() -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut all = Vec::new();
+                s.read_to_end(&mut all).await.unwrap();
+                s.write_all(format!("got {}", all.len()).as_bytes())
+                    .await
+                    .unwrap();
+            });
+        }
+    });
+    port
+}
+
+fn free_port(host: &str) -> u16 {
+    std::net::TcpListener::bind((host, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn invite_and_accept_forward_ipv6_unix_and_half_closed_streams() {
+    common::require_loopback_only();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mb = serve(listener, MailboxConfig::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        // services on the inviting side: an echo on ::1, a unix echo, a half-close counter
+        let echo6 = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+        let echo6_port = echo6.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = echo6.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        let service_sock = dir.path().join("service.sock");
+        unix_echo(&service_sock);
+        let counter = count_until_eof().await;
+        let net = |v: &mut Vec<String>| {
+            v.extend(["--mailbox".into(), mb.url(), "--no-relay".into()]);
+        };
+        let mut args = vec![
+            "invite".to_string(),
+            "-R".into(),
+            format!("v6:{echo6_port}:address=[::1]"),
+            "-R".into(),
+            format!("sock:{}", service_sock.display()),
+            "--service".into(),
+            format!("count:{counter}"),
+        ];
+        net(&mut args);
+        let mut inviter = Fowl::spawn(&args);
+        let code = inviter.line("code: ").await["code: ".len()..].to_string();
+
+        let v6_port = free_port("::1");
+        let client_sock = dir.path().join("client.sock");
+        let mut args = vec![
+            "accept".to_string(),
+            code,
+            "-L".into(),
+            format!("v6:{v6_port}:bind=[::1]"),
+            "-L".into(),
+            format!("sock:{}", client_sock.display()),
+            "--client".into(),
+            "count".into(),
+        ];
+        net(&mut args);
+        let mut acceptor = Fowl::spawn(&args);
+        let v1 = inviter.line("peer connected; verifier: ").await;
+        let v2 = acceptor.line("peer connected; verifier: ").await;
+        assert_eq!(v1, v2);
+        acceptor.line("v6: listening on port").await;
+        acceptor.line("sock: listening on").await;
+        let count_line = acceptor.line("count: listening on port ").await;
+        let count_port: u16 = count_line["count: listening on port ".len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+
+        // ::1
+        let data = pattern(1 << 20, 1);
+        let mut s = tokio::net::TcpStream::connect(("::1", v6_port))
+            .await
+            .unwrap();
+        s.write_all(&data).await.unwrap();
+        let mut got = vec![0u8; data.len()];
+        s.read_exact(&mut got).await.unwrap();
+        assert_eq!(sha(&got), sha(&data));
+        drop(s);
+        // unix socket
+        let mut s = tokio::net::UnixStream::connect(&client_sock).await.unwrap();
+        s.write_all(b"through a unix socket").await.unwrap();
+        let mut got = [0u8; 21];
+        s.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"through a unix socket");
+        drop(s);
+        // half-close: the request ends with EOF, the answer still comes back
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", count_port))
+            .await
+            .unwrap();
+        s.write_all(&[7u8; 5000]).await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).await.unwrap();
+        assert_eq!(answer, "got 5000");
+
+        // Ctrl-C on one side closes both
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &inviter.child.id().unwrap().to_string()])
+            .status();
+        assert_eq!(inviter.line("closed: ").await, "closed: happy");
+        assert_eq!(acceptor.line("closed: ").await, "closed: happy");
+        assert_eq!(inviter.wait().await, Some(0));
+        assert_eq!(acceptor.wait().await, Some(0));
+        assert!(
+            !client_sock.exists(),
+            "our unix listener's socket file is removed"
+        );
+    })
+    .await
+    .unwrap();
+}
