@@ -3,7 +3,7 @@
 //!     scripts/bench.sh                      (builds in release, runs in a loopback-only netns)
 //!     cargo run --release --example bench_dilation -- --mailbox ws://127.0.0.1:PORT/v1 [--mib N]
 //!
-//! Without `--mailbox` it starts the Python mailbox server from `$FOWL_VENV`. Both peers run in
+//! Without `--mailbox` it starts our mailbox server in-process. Both peers run in
 //! this process; the machine has two cores, so sender and receiver share them.
 
 use std::time::Instant;

@@ -3,8 +3,7 @@
 //!
 //!     cargo run --example key_exchange -- [--mailbox ws://HOST:PORT/v1]
 //!
-//! Without `--mailbox` it starts the Python mailbox server from `$FOWL_VENV` (see
-//! `scripts/demo.sh`) on a free loopback port and stops it afterwards.
+//! Without `--mailbox` it starts our mailbox server in-process on a free loopback port.
 
 use std::time::Instant;
 

@@ -4,9 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/python-env.sh
-cargo build --release --locked --examples
+cargo build --release --locked --examples --bins
 ns="fowl-bench-$$"
 ip netns add "$ns"
 trap 'ip netns del "$ns" 2>/dev/null || true' EXIT
 ip -n "$ns" link set lo up
-ip netns exec "$ns" target/release/examples/bench_dilation "$@"
+# which benchmark: bench_dilation (default), bench_fowld, bench_relay; the rest are its arguments
+bench="${1:-bench_dilation}"
+[ $# -gt 0 ] && shift
+ip netns exec "$ns" env FOWL_VENV="$FOWL_VENV" "target/release/examples/$bench" "$@"

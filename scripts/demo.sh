@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The main demo, offline: a local mailbox server on loopback and two Rust peers that run the whole
-# wormhole key exchange and trade messages. (The embedded Rust server replaces the Python one later.)
+# The main demo, offline: our mailbox server and transit relay on loopback, two peers meeting with
+# a one-time code, a local TCP service forwarded from one to the other and data pushed through it.
+# Arguments go to the example (e.g. --relay-only, --megabytes N).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/python-env.sh
-exec cargo run --quiet --release --example key_exchange -- "$@"
+exec cargo run --quiet --release --example local_forward -- "$@"

@@ -22,8 +22,9 @@ echo "== testing"
 run_tests() {
   local status=0
   cargo test --locked --offline --no-fail-fast "$@" || status=$?
-  echo "== the demo (README main command, debug build)"
-  target/debug/examples/key_exchange || status=$?
+  echo "== the demo (README main command, debug build, direct then relay-only)"
+  target/debug/examples/local_forward --megabytes 64 || status=$?
+  target/debug/examples/local_forward --megabytes 64 --relay-only || status=$?
   return "$status"
 }
 export -f run_tests

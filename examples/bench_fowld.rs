@@ -1,0 +1,254 @@
+//! fowld benchmark: two daemons of one implementation (ours, then Python fowld 26.8 from
+//! `$FOWL_VENV`) forward local TCP services to each other on loopback; measured side by side.
+//!
+//!     scripts/bench.sh bench_fowld [--only rust|python]
+//!
+//! Figures: one-stream bulk throughput, 64-byte ping-pong round trips, 100 concurrent streams of
+//! 1 MiB echoed, and each daemon's peak RSS (VmHWM). Needs a loopback-only network namespace
+//! (the daemons dial every address they advertise), which `scripts/bench.sh` provides.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, ChildStdout, Command};
+
+struct Daemon {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Daemon {
+    fn spawn(program: &str, args: &[&str]) -> anyhow::Result<Daemon> {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {program}"))?;
+        let lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+        Ok(Daemon { child, lines })
+    }
+
+    async fn send(&mut self, v: Value) -> anyhow::Result<()> {
+        let stdin = self.child.stdin.as_mut().context("stdin")?;
+        stdin.write_all(format!("{v}\n").as_bytes()).await?;
+        Ok(stdin.flush().await?)
+    }
+
+    /// The next line of `kind` (others, and Python's non-JSON lines, are skipped).
+    async fn expect(&mut self, kind: &str) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = tokio::time::timeout(left, self.lines.next_line())
+                .await
+                .with_context(|| format!("no {kind} in time"))??
+                .with_context(|| format!("daemon exited before {kind}"))?;
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if v["kind"] == kind {
+                    return Ok(v);
+                }
+                if v["kind"] == "error" {
+                    bail!("daemon error: {v}");
+                }
+            }
+        }
+    }
+
+    /// Reads stdout in the background so a chatty daemon never blocks on it.
+    fn drain(mut self) -> Child {
+        tokio::spawn(async move { while let Ok(Some(_)) = self.lines.next_line().await {} });
+        self.child
+    }
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+async fn echo_server() -> anyhow::Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").await?;
+    let port = l.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let _ = s.set_nodelay(true);
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    Ok(port)
+}
+
+/// A sink that reports how many bytes each connection delivered.
+async fn sink_server() -> anyhow::Result<(u16, tokio::sync::mpsc::UnboundedReceiver<usize>)> {
+    let l = TcpListener::bind("127.0.0.1:0").await?;
+    let port = l.local_addr()?.port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let (mut n, mut buf) = (0, vec![0u8; 256 * 1024]);
+                while let Ok(k) = s.read(&mut buf).await {
+                    if k == 0 {
+                        break;
+                    }
+                    n += k;
+                }
+                let _ = tx.send(n);
+            });
+        }
+    });
+    Ok((port, rx))
+}
+
+struct Figures {
+    bulk_mb_s: f64,
+    rtt_median_us: f64,
+    concurrent: String,
+    rss: (f64, f64),
+}
+
+async fn run(which: &str, program: &str, extra: &[&str], mailbox: &str, bulk_mib: usize, rounds: usize) -> anyhow::Result<Figures> {
+    let mut args = vec!["--mailbox", mailbox];
+    args.extend_from_slice(extra);
+    let (mut a, mut b) = (Daemon::spawn(program, &args)?, Daemon::spawn(program, &args)?);
+    a.send(json!({"kind": "allocate-code"})).await?;
+    let code = a.expect("code-allocated").await?["code"].clone();
+    b.send(json!({"kind": "set-code", "code": code})).await?;
+    a.expect("peer-connected").await?;
+    b.expect("peer-connected").await?;
+    let (sink_port, mut sunk) = sink_server().await?;
+    let echo_port = echo_server().await?;
+    let mut ports = Vec::new();
+    for (name, port) in [("bulk", sink_port), ("ping", echo_port), ("many", echo_port)] {
+        a.send(json!({"kind": "local", "name": name})).await?;
+        b.send(json!({"kind": "remote", "name": name, "local_connect_port": port})).await?;
+        ports.push(a.expect("listening").await?["listening_port"].as_u64().context("port")? as u16);
+        b.expect("awaiting-connect").await?;
+    }
+    let (pa, pb) = (a.child.id().unwrap_or(0), b.child.id().unwrap_or(0));
+    let (_a, _b) = (a.drain(), b.drain());
+
+    // bulk, one stream
+    let chunk = vec![0x5au8; 1 << 20];
+    let started = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", ports[0])).await?;
+    for _ in 0..bulk_mib {
+        s.write_all(&chunk).await?;
+    }
+    s.shutdown().await?;
+    let got = tokio::time::timeout(Duration::from_secs(120), sunk.recv()).await?.context("sink")?;
+    let bulk_mb_s = got as f64 / started.elapsed().as_secs_f64() / 1e6;
+    if got != bulk_mib << 20 {
+        bail!("{which}: bulk delivered {got} of {} bytes", bulk_mib << 20);
+    }
+    drop(s);
+
+    // 64-byte ping-pong
+    let mut s = TcpStream::connect(("127.0.0.1", ports[1])).await?;
+    s.set_nodelay(true)?;
+    let (msg, mut back) = ([7u8; 64], [0u8; 64]);
+    let mut rtts = Vec::with_capacity(rounds);
+    for _ in 0..rounds + 5 {
+        let t = Instant::now();
+        s.write_all(&msg).await?;
+        s.read_exact(&mut back).await?;
+        rtts.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let mut rtts = rtts.split_off(5); // warm-up
+    rtts.sort_by(f64::total_cmp);
+    let rtt_median_us = rtts[rtts.len() / 2];
+    drop(s);
+
+    // 100 concurrent streams of 1 MiB, echoed
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..100u8)
+        .map(|i| {
+            let port = ports[2];
+            tokio::spawn(async move {
+                let data = vec![i; 1 << 20];
+                let s = TcpStream::connect(("127.0.0.1", port)).await?;
+                let (mut r, mut w) = s.into_split();
+                let out = data.clone();
+                let writer = tokio::spawn(async move {
+                    w.write_all(&out).await?;
+                    Ok::<_, std::io::Error>(w)
+                });
+                let mut got = vec![0u8; data.len()];
+                r.read_exact(&mut got).await?;
+                drop(writer.await??);
+                Ok::<bool, std::io::Error>(got == data)
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    let all = async {
+        for t in tasks {
+            if let Ok(Ok(true)) = t.await {
+                ok += 1;
+            }
+        }
+    };
+    let finished = tokio::time::timeout(Duration::from_secs(30), all).await.is_ok();
+    let concurrent = match (finished, ok) {
+        (true, 100) => format!("100/100 intact in {:.2} s", started.elapsed().as_secs_f64()),
+        (true, n) => format!("{n}/100 intact, {} failed", 100 - n),
+        (false, n) => format!("{n}/100 within 30 s (timed out)"),
+    };
+    Ok(Figures {
+        bulk_mb_s,
+        rtt_median_us,
+        concurrent,
+        rss: (peak_rss_mib(pa), peak_rss_mib(pb)),
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let mb = fowl::server::mailbox::serve(listener, Default::default())?;
+    let ours = std::env::current_exe()?
+        .parent()
+        .and_then(|p| p.parent())
+        .context("target dir")?
+        .join("fowld");
+    let venv = std::env::var("FOWL_VENV").unwrap_or_else(|_| ".venv".into());
+    let python = format!("{venv}/bin/fowld");
+    println!("| implementation | bulk, one stream | 64-byte ping-pong RTT (median) | 100 concurrent streams of 1 MiB | peak RSS per daemon |");
+    println!("|---|---|---|---|---|");
+    let runs: [(&str, String, &[&str], usize, usize); 2] = [
+        ("rust", ours.display().to_string(), &["--no-relay"], 1024, 2000),
+        ("python", python, &[], 256, 40),
+    ];
+    for (which, program, extra, bulk, rounds) in runs {
+        if only.as_deref().is_some_and(|o| o != which) {
+            continue;
+        }
+        match run(which, &program, extra, &mb.url(), bulk, rounds).await {
+            Ok(f) => println!(
+                "| {which} | {:.0} MB/s ({bulk} MiB) | {:.0} µs | {} | {:.1} / {:.1} MiB |",
+                f.bulk_mb_s, f.rtt_median_us, f.concurrent, f.rss.0, f.rss.1
+            ),
+            Err(e) => println!("| {which} | failed: {e:#} | | | |"),
+        }
+    }
+    Ok(())
+}
