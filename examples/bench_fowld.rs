@@ -124,10 +124,20 @@ struct Figures {
     rss: (f64, f64),
 }
 
-async fn run(which: &str, program: &str, extra: &[&str], mailbox: &str, bulk_mib: usize, rounds: usize) -> anyhow::Result<Figures> {
+async fn run(
+    which: &str,
+    program: &str,
+    extra: &[&str],
+    mailbox: &str,
+    bulk_mib: usize,
+    rounds: usize,
+) -> anyhow::Result<Figures> {
     let mut args = vec!["--mailbox", mailbox];
     args.extend_from_slice(extra);
-    let (mut a, mut b) = (Daemon::spawn(program, &args)?, Daemon::spawn(program, &args)?);
+    let (mut a, mut b) = (
+        Daemon::spawn(program, &args)?,
+        Daemon::spawn(program, &args)?,
+    );
     a.send(json!({"kind": "allocate-code"})).await?;
     let code = a.expect("code-allocated").await?["code"].clone();
     b.send(json!({"kind": "set-code", "code": code})).await?;
@@ -136,10 +146,19 @@ async fn run(which: &str, program: &str, extra: &[&str], mailbox: &str, bulk_mib
     let (sink_port, mut sunk) = sink_server().await?;
     let echo_port = echo_server().await?;
     let mut ports = Vec::new();
-    for (name, port) in [("bulk", sink_port), ("ping", echo_port), ("many", echo_port)] {
+    for (name, port) in [
+        ("bulk", sink_port),
+        ("ping", echo_port),
+        ("many", echo_port),
+    ] {
         a.send(json!({"kind": "local", "name": name})).await?;
-        b.send(json!({"kind": "remote", "name": name, "local_connect_port": port})).await?;
-        ports.push(a.expect("listening").await?["listening_port"].as_u64().context("port")? as u16);
+        b.send(json!({"kind": "remote", "name": name, "local_connect_port": port}))
+            .await?;
+        ports.push(
+            a.expect("listening").await?["listening_port"]
+                .as_u64()
+                .context("port")? as u16,
+        );
         b.expect("awaiting-connect").await?;
     }
     let (pa, pb) = (a.child.id().unwrap_or(0), b.child.id().unwrap_or(0));
@@ -153,7 +172,9 @@ async fn run(which: &str, program: &str, extra: &[&str], mailbox: &str, bulk_mib
         s.write_all(&chunk).await?;
     }
     s.shutdown().await?;
-    let got = tokio::time::timeout(Duration::from_secs(120), sunk.recv()).await?.context("sink")?;
+    let got = tokio::time::timeout(Duration::from_secs(120), sunk.recv())
+        .await?
+        .context("sink")?;
     let bulk_mb_s = got as f64 / started.elapsed().as_secs_f64() / 1e6;
     if got != bulk_mib << 20 {
         bail!("{which}: bulk delivered {got} of {} bytes", bulk_mib << 20);
@@ -205,7 +226,9 @@ async fn run(which: &str, program: &str, extra: &[&str], mailbox: &str, bulk_mib
             }
         }
     };
-    let finished = tokio::time::timeout(Duration::from_secs(30), all).await.is_ok();
+    let finished = tokio::time::timeout(Duration::from_secs(30), all)
+        .await
+        .is_ok();
     let concurrent = match (finished, ok) {
         (true, 100) => format!("100/100 intact in {:.2} s", started.elapsed().as_secs_f64()),
         (true, n) => format!("{n}/100 intact, {} failed", 100 - n),
@@ -222,7 +245,11 @@ async fn run(which: &str, program: &str, extra: &[&str], mailbox: &str, bulk_mib
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let mb = fowl::server::mailbox::serve(listener, Default::default())?;
     let ours = std::env::current_exe()?
@@ -235,7 +262,13 @@ async fn main() -> anyhow::Result<()> {
     println!("| implementation | bulk, one stream | 64-byte ping-pong RTT (median) | 100 concurrent streams of 1 MiB | peak RSS per daemon |");
     println!("|---|---|---|---|---|");
     let runs: [(&str, String, &[&str], usize, usize); 2] = [
-        ("rust", ours.display().to_string(), &["--no-relay"], 1024, 2000),
+        (
+            "rust",
+            ours.display().to_string(),
+            &["--no-relay"],
+            1024,
+            2000,
+        ),
         ("python", python, &[], 256, 40),
     ];
     for (which, program, extra, bulk, rounds) in runs {

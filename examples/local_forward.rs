@@ -100,7 +100,10 @@ async fn main() -> anyhow::Result<()> {
     let mut a = inviter.dilate(dilation_config(relay_hint.clone(), relay_only));
     let mut b = accepter.dilate(dilation_config(relay_hint, relay_only));
     let (qa, qb) = (EventQueue::default(), EventQueue::default());
-    let (ea, eb) = (Engine::start(a.handle(), qa.clone()), Engine::start(b.handle(), qb.clone()));
+    let (ea, eb) = (
+        Engine::start(a.handle(), qa.clone()),
+        Engine::start(b.handle(), qb.clone()),
+    );
     ea.local(LocalSpec {
         name: "demo".into(),
         ..Default::default()
@@ -121,7 +124,9 @@ async fn main() -> anyhow::Result<()> {
     println!("forwarded:       127.0.0.1:{port} -> the peer's 127.0.0.1:{service_port}");
 
     // push data through the forward
-    let data: Vec<u8> = (0..megabytes << 20).map(|i| (i * 7 + i / 4093) as u8).collect();
+    let data: Vec<u8> = (0..megabytes << 20)
+        .map(|i| (i * 7 + i / 4093) as u8)
+        .collect();
     let expected = hex::encode(Sha256::digest(&data));
     let started = Instant::now();
     let mut client = TcpStream::connect(("127.0.0.1", port)).await?;
@@ -129,7 +134,10 @@ async fn main() -> anyhow::Result<()> {
     client.shutdown().await?;
     let (total, sha) = sink.await??;
     let secs = started.elapsed().as_secs_f64();
-    ensure!(total == data.len() && sha == expected, "the data arrived damaged");
+    ensure!(
+        total == data.len() && sha == expected,
+        "the data arrived damaged"
+    );
     println!(
         "transferred:     {megabytes} MiB intact (sha256 {}...) in {secs:.2} s: {:.0} MB/s",
         &sha[..16],

@@ -124,40 +124,9 @@ async fn python_dilation_with_rust_through_our_mailbox() {
 
 #[tokio::test]
 async fn fowl_server_binary_serves_a_relay_only_dilation() {
-    use tokio::io::AsyncBufReadExt;
     common::require_loopback_only();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_fowl"))
-        .args([
-            "server",
-            "--mailbox-listen",
-            "127.0.0.1:0",
-            "--relay-listen",
-            "127.0.0.1:0",
-            "--motd",
-            "binary",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next_line = async || {
-        tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap()
-    };
-    let url = next_line()
-        .await
-        .strip_prefix("mailbox server listening on ")
-        .expect("the mailbox line")
-        .to_string();
-    let relay = next_line()
-        .await
-        .strip_prefix("transit relay listening on ")
-        .expect("the relay line")
-        .to_string();
+    let server = common::FowlServer::spawn(&["--motd", "binary"]).await;
+    let (url, relay) = (server.url.clone(), server.relay.clone());
     tokio::time::timeout(Duration::from_secs(30), async {
         use common::dilation::{connected, exchange, pattern, relay_only, rust_pair, sha};
         let (mut a, mut b) = rust_pair(
@@ -180,5 +149,4 @@ async fn fowl_server_binary_serves_a_relay_only_dilation() {
     })
     .await
     .unwrap();
-    child.kill().await.unwrap();
 }

@@ -12,6 +12,9 @@ pub fn url_or_local(
     }
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
-    let server = serve(tokio::net::TcpListener::from_std(listener)?, MailboxConfig::default())?;
+    let server = serve(
+        tokio::net::TcpListener::from_std(listener)?,
+        MailboxConfig::default(),
+    )?;
     Ok((server.url(), Some(server)))
 }

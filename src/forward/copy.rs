@@ -8,7 +8,7 @@ use super::events::{Event, EventQueue, StreamId};
 use crate::dilation::Subchannel;
 
 /// Bytes read at a time from either side.
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = 32 * 1024;
 
 /// Forwards until both directions ended. An end of the local stream half-closes the subchannel
 /// (a full close toward a Python peer, which then closes its side); an end of the subchannel

@@ -4,9 +4,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{ChildStdout, Command};
+use tokio::process::Command;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Impl {
@@ -17,7 +17,9 @@ pub enum Impl {
 pub struct Fowld {
     pub which: Impl,
     child: tokio::process::Child,
-    lines: Lines<BufReader<ChildStdout>>,
+    /// stdout lines, read continuously by a task (as a real controller would), so a daemon never
+    /// stalls on a full pipe while a test is busy elsewhere.
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
     /// Every JSON line read so far.
     pub seen: Vec<Value>,
     /// Lines passed over by `expect`, still to be looked at by `take`.
@@ -43,7 +45,15 @@ impl Fowld {
             .kill_on_drop(true)
             .spawn()
             .expect("spawn fowld");
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut reader = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = reader.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
         Fowld {
             which,
             child,
@@ -75,15 +85,14 @@ impl Fowld {
             return Some(self.backlog.remove(0));
         }
         loop {
-            let line = tokio::time::timeout(limit, self.lines.next_line())
+            let line = tokio::time::timeout(limit, self.lines.recv())
                 .await
                 .unwrap_or_else(|_| {
                     panic!(
                         "{:?} fowld said nothing in {limit:?}; seen {:?}",
                         self.which, self.seen
                     )
-                })
-                .expect("read fowld")?;
+                })?;
             match serde_json::from_str::<Value>(&line) {
                 Ok(v) => {
                     if self.which == Impl::Rust {
@@ -111,7 +120,7 @@ impl Fowld {
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let v = loop {
-                let line = tokio::time::timeout(left, self.lines.next_line())
+                let line = tokio::time::timeout(left, self.lines.recv())
                     .await
                     .unwrap_or_else(|_| {
                         panic!(
@@ -119,7 +128,6 @@ impl Fowld {
                             self.which, self.seen
                         )
                     })
-                    .expect("read fowld")
                     .unwrap_or_else(|| {
                         panic!(
                             "{:?} fowld exited before {kind}; seen {:?}",
@@ -155,8 +163,8 @@ impl Fowld {
     pub async fn settle(&mut self, quiet: Duration) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while tokio::time::Instant::now() < deadline {
-            match tokio::time::timeout(quiet, self.lines.next_line()).await {
-                Ok(Ok(Some(line))) => {
+            match tokio::time::timeout(quiet, self.lines.recv()).await {
+                Ok(Some(line)) => {
                     if let Ok(v) = serde_json::from_str::<Value>(&line) {
                         if self.which == Impl::Rust {
                             super::schema::check_output(&v);
@@ -187,8 +195,8 @@ impl Fowld {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match tokio::time::timeout(left, self.lines.next_line()).await {
-                Ok(Ok(Some(line))) => {
+            match tokio::time::timeout(left, self.lines.recv()).await {
+                Ok(Some(line)) => {
                     if let Ok(v) = serde_json::from_str::<Value>(&line) {
                         if self.which == Impl::Rust {
                             super::schema::check_output(&v);

@@ -403,3 +403,52 @@ impl Drop for CutProxy {
         self.accept.abort();
     }
 }
+
+/// Our `fowl server` binary on free loopback ports (mailbox and relay); killed on drop.
+pub struct FowlServer {
+    _child: tokio::process::Child,
+    pub url: String,
+    /// The relay's `tcp:HOST:PORT` hint.
+    pub relay: String,
+}
+
+impl FowlServer {
+    pub async fn spawn(extra: &[&str]) -> FowlServer {
+        let mut child = AsyncCommand::new(env!("CARGO_BIN_EXE_fowl"))
+            .args([
+                "server",
+                "--mailbox-listen",
+                "127.0.0.1:0",
+                "--relay-listen",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn fowl server");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut next = async || {
+            tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+                .await
+                .expect("fowl server prints its addresses")
+                .unwrap()
+                .expect("fowl server exited")
+        };
+        let url = next()
+            .await
+            .strip_prefix("mailbox server listening on ")
+            .expect("the mailbox line")
+            .to_string();
+        let relay = next()
+            .await
+            .strip_prefix("transit relay listening on ")
+            .expect("the relay line")
+            .to_string();
+        FowlServer {
+            _child: child,
+            url,
+            relay,
+        }
+    }
+}
