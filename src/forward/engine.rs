@@ -148,7 +148,8 @@ impl Engine {
         loop {
             let fields = match frame::read(&mut sub).await {
                 Ok(f) => f,
-                Err(frame::FrameError::Truncated) => return,
+                // the peer closed the subchannel, or the session ended: nothing to report
+                Err(frame::FrameError::Truncated | frame::FrameError::Io(_)) => return,
                 Err(e) => return self.emit(Event::Error(format!("bad listener request: {e}"))),
             };
             let request = match Command::decode(&fields) {
