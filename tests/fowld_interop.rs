@@ -9,13 +9,17 @@ use common::dilation::{pattern, sha};
 use common::fowld::{echo_server, pair, through, Fowld, Impl};
 use common::MailboxServer;
 use serde_json::{json, Value};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 
 /// `roost` runs `local`, `fledge` runs `remote` for an echo service; streams of `sizes` bytes go
 /// through one after the other and come back intact; lifecycle lines and exact byte totals are
 /// checked on both sides.
 async fn forward_echo(roost: &mut Fowld, fledge: &mut Fowld, sizes: &[usize]) {
     let echo = echo_server().await;
-    roost.send(json!({"kind": "local", "name": "echo"})).await;
+    roost
+        .send_local(json!({"kind": "local", "name": "echo"}))
+        .await;
     fledge
         .send(json!({"kind": "remote", "name": "echo", "local_connect_port": echo}))
         .await;
@@ -138,4 +142,103 @@ async fn two_python_fowlds_through_the_fowl_server_binary() {
     })
     .await
     .unwrap();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Python fowl's own scenarios (its integration tests and error table), our fowld on one side and
+/// Python's on the other: `roost` runs `local`, `fledge` runs `remote`.
+async fn python_scenarios(roost_impl: Impl, fledge_impl: Impl) {
+    common::require_loopback_only();
+    let mailbox = MailboxServer::start();
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let mut roost = Fowld::spawn(roost_impl, &mailbox.url(), &["--no-relay"]);
+        let mut fledge = Fowld::spawn(fledge_impl, &mailbox.url(), &["--no-relay"]);
+        let echo = echo_server().await;
+        // test_happy_local: `local` with both ports, sent before the peer connects
+        let listen_port = free_port();
+        roost
+            .send_local(json!({"kind": "local", "name": "happy-local", "local_listen_port": listen_port, "remote_connect_port": echo}))
+            .await;
+        pair(&mut roost, &mut fledge).await;
+        fledge.send(json!({"kind": "remote", "name": "happy-local"})).await;
+        assert_eq!(roost.expect("listening").await["listening_port"], listen_port);
+        assert_eq!(fledge.expect("awaiting-connect").await["local_port"], echo);
+        let data = pattern(14000, 1);
+        assert_eq!(through(listen_port, &data).await, data);
+
+        // test_happy_remote: the fledge names the roost's listening port
+        let wanted = free_port();
+        roost.send_local(json!({"kind": "local", "name": "a unique service name"})).await;
+        fledge
+            .send(json!({"kind": "remote", "name": "a unique service name", "remote_listen_port": wanted, "local_connect_port": echo}))
+            .await;
+        assert_eq!(roost.expect("listening").await["listening_port"], wanted);
+        fledge.expect("awaiting-connect").await;
+        assert_eq!(through(wanted, &data).await, data);
+
+        // forward with no server listening
+        let dead = free_port();
+        roost.send_local(json!({"kind": "local", "name": "nobody"})).await;
+        fledge
+            .send(json!({"kind": "remote", "name": "nobody", "local_connect_port": dead}))
+            .await;
+        fledge.expect("awaiting-connect").await;
+        let port = roost.expect("listening").await["listening_port"].as_u64().unwrap() as u16;
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest).await;
+        let refused = "Connection was refused by other side: 111: Connection refused.";
+        assert_eq!(fledge.expect("incoming-lost").await["reason"], refused);
+        assert_eq!(roost.expect("outgoing-lost").await["reason"], refused);
+
+        // the port disagreements
+        let (x, y) = (free_port(), free_port());
+        roost.send_local(json!({"kind": "local", "name": "ports", "local_listen_port": x})).await;
+        fledge
+            .send(json!({"kind": "remote", "name": "ports", "remote_listen_port": y}))
+            .await;
+        let expected = format!("Desired port {y} does not match {x}");
+        let m = roost.expect("error").await["message"].as_str().unwrap().to_string();
+        assert_eq!(m, format!("Failed to listen on \"ports\": {expected}"));
+        let m = fledge.expect("error").await["message"].as_str().unwrap().to_string();
+        assert_eq!(m, format!("Service \"ports\" failed: {expected}"));
+        roost
+            .send_local(json!({"kind": "local", "name": "policy", "remote_connect_port": x}))
+            .await;
+        fledge
+            .send(json!({"kind": "remote", "name": "policy", "local_connect_port": y}))
+            .await;
+        let port = roost.expect("listening").await["listening_port"].as_u64().unwrap() as u16;
+        let m = fledge.expect("error").await["message"].as_str().unwrap().to_string();
+        assert_eq!(m, format!("Reply asked for port {x} but we specified {y}"));
+
+        // a stream for a name the peer never offered (it refused the reply above)
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let _ = s.read_to_end(&mut rest).await;
+        assert_eq!(roost.expect("outgoing-lost").await["reason"], "Against local policy");
+        assert_eq!(
+            fledge.expect("incoming-lost").await["reason"],
+            "Incoming connection against local policy: No service \"policy\""
+        );
+        close_both(&mut roost, &mut fledge).await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn python_scenarios_rust_listens() {
+    python_scenarios(Impl::Rust, Impl::Python).await;
+}
+
+#[tokio::test]
+async fn python_scenarios_python_listens() {
+    python_scenarios(Impl::Python, Impl::Rust).await;
 }

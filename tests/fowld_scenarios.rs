@@ -30,7 +30,9 @@ async fn paired(mb: &MailboxServerHandle, a: Impl, b: Impl) -> (Fowld, Fowld) {
 /// `local` on `roost`, `remote` on `fledge` for an echo server; returns the listening port.
 async fn echo_service(roost: &mut Fowld, fledge: &mut Fowld, name: &str) -> u16 {
     let echo = echo_server().await;
-    roost.send(json!({"kind": "local", "name": name})).await;
+    roost
+        .send_local(json!({"kind": "local", "name": name}))
+        .await;
     fledge
         .send(json!({"kind": "remote", "name": name, "local_connect_port": echo}))
         .await;
@@ -176,7 +178,7 @@ async fn the_reference_error_table() {
             "Service \"early\" failed: No service permitted for name: early"
         );
         // remote for a name we roost, and the same name twice
-        a.send(json!({"kind": "local", "name": "late"})).await;
+        a.send_local(json!({"kind": "local", "name": "late"})).await;
         a.send(json!({"kind": "remote", "name": "late"})).await;
         assert_eq!(
             error_message(&mut a).await,
@@ -190,7 +192,7 @@ async fn the_reference_error_table() {
         // listen port in use
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = taken.local_addr().unwrap().port();
-        a.send(json!({"kind": "local", "name": "dup", "local_listen_port": port}))
+        a.send_local(json!({"kind": "local", "name": "dup", "local_listen_port": port}))
             .await;
         b.send(json!({"kind": "remote", "name": "dup"})).await;
         let m = error_message(&mut a).await;
@@ -204,7 +206,7 @@ async fn the_reference_error_table() {
             .await
             .starts_with("Service \"dup\" failed: Couldn't listen"));
         // port disagreements
-        a.send(json!({"kind": "local", "name": "p1", "local_listen_port": 7101}))
+        a.send_local(json!({"kind": "local", "name": "p1", "local_listen_port": 7101}))
             .await;
         b.send(json!({"kind": "remote", "name": "p1", "remote_listen_port": 7102}))
             .await;
@@ -216,7 +218,7 @@ async fn the_reference_error_table() {
             error_message(&mut b).await,
             "Service \"p1\" failed: Desired port 7102 does not match 7101"
         );
-        a.send(json!({"kind": "local", "name": "p2", "remote_connect_port": 7103}))
+        a.send_local(json!({"kind": "local", "name": "p2", "remote_connect_port": 7103}))
             .await;
         b.send(json!({"kind": "remote", "name": "p2", "local_connect_port": 7104}))
             .await;
@@ -242,7 +244,7 @@ async fn the_reference_error_table() {
         let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let dead_port = dead.local_addr().unwrap().port();
         drop(dead);
-        a.send(json!({"kind": "local", "name": "down"})).await;
+        a.send_local(json!({"kind": "local", "name": "down"})).await;
         b.send(json!({"kind": "remote", "name": "down", "local_connect_port": dead_port}))
             .await;
         b.expect("awaiting-connect").await;
@@ -414,7 +416,7 @@ async fn a_slow_local_consumer_holds_both_daemons_back() {
                 tokio::time::sleep_until(due.into()).await;
             }
         });
-        a.send(json!({"kind": "local", "name": "sink"})).await;
+        a.send_local(json!({"kind": "local", "name": "sink"})).await;
         b.send(json!({"kind": "remote", "name": "sink", "local_connect_port": sink_port}))
             .await;
         let port = a.expect("listening").await["listening_port"]

@@ -67,6 +67,21 @@ impl Fowld {
         self.send_raw(&command.to_string()).await;
     }
 
+    /// Sends a `local` and waits until the daemon has taken it: a peer's request racing ahead of
+    /// it would be refused, as with Python (whose controllers send `local` early). Ours answers a
+    /// `ping` after the commands before it; Python's ping is broken, so it gets a moment instead.
+    pub async fn send_local(&mut self, command: Value) {
+        assert_eq!(command["kind"], "local");
+        self.send(command).await;
+        match self.which {
+            Impl::Rust => {
+                self.send(json!({"kind": "ping", "ping_id": "sync"})).await;
+                self.expect("pong").await;
+            }
+            Impl::Python => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
+
     pub async fn send_raw(&mut self, line: &str) {
         let stdin = self.child.stdin.as_mut().expect("stdin is open");
         stdin.write_all(line.as_bytes()).await.unwrap();
