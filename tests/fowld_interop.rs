@@ -242,3 +242,61 @@ async fn python_scenarios_rust_listens() {
 async fn python_scenarios_python_listens() {
     python_scenarios(Impl::Python, Impl::Rust).await;
 }
+
+/// Relay-only with Python: neither side offers direct hints; both use our relay. The Rust side
+/// reports the path (`--status-events`).
+async fn relay_only(inviter: Impl, roost_is_inviter: bool) {
+    common::init_logging();
+    common::require_loopback_only();
+    let mailbox = MailboxServer::start();
+    let relay = fowl::server::relay::serve(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        Default::default(),
+    )
+    .unwrap();
+    let hint = relay.hint();
+    let rust_args = ["--no-listen", "--relay", &hint, "--status-events"];
+    let py_args = common::fowld::python_relay_only(&hint);
+    let py_args: Vec<&str> = py_args.iter().map(String::as_str).collect();
+    let args = |which| {
+        if which == Impl::Rust {
+            &rust_args[..]
+        } else {
+            &py_args[..]
+        }
+    };
+    let peer = if inviter == Impl::Rust {
+        Impl::Python
+    } else {
+        Impl::Rust
+    };
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let mut a = Fowld::spawn(inviter, &mailbox.url(), args(inviter));
+        let mut b = Fowld::spawn(peer, &mailbox.url(), args(peer));
+        pair(&mut a, &mut b).await;
+        let ours = if inviter == Impl::Rust {
+            &mut a
+        } else {
+            &mut b
+        };
+        assert_eq!(ours.expect("dilation-connected").await["path"], "relay");
+        if roost_is_inviter {
+            forward_echo(&mut a, &mut b, &[16 << 20]).await;
+        } else {
+            forward_echo(&mut b, &mut a, &[16 << 20]).await;
+        }
+        close_both(&mut a, &mut b).await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn relay_only_rust_invites_and_listens() {
+    relay_only(Impl::Rust, true).await;
+}
+
+#[tokio::test]
+async fn relay_only_python_invites_and_listens() {
+    relay_only(Impl::Python, true).await;
+}

@@ -14,6 +14,12 @@ pub enum Impl {
     Python,
 }
 
+/// Where Python fowld's Dilation goes: direct (its own hints; its relay is the unreachable public
+/// one) or only through this relay (`tests/python/fowld_relay_only.py`).
+pub fn python_relay_only(relay_hint: &str) -> Vec<String> {
+    vec![format!("--python-relay-only={relay_hint}")]
+}
+
 pub struct Fowld {
     pub which: Impl,
     child: tokio::process::Child,
@@ -36,7 +42,18 @@ impl Fowld {
                 c.args(args);
                 c
             }
-            Impl::Python => Command::new(super::venv().join("bin/fowld")),
+            Impl::Python => match args
+                .iter()
+                .find_map(|a| a.strip_prefix("--python-relay-only="))
+            {
+                Some(relay) => {
+                    let mut c = Command::new(super::venv().join("bin/python"));
+                    c.arg(super::python_script("fowld_relay_only.py"))
+                        .env("FOWL_TEST_RELAY", relay);
+                    c
+                }
+                None => Command::new(super::venv().join("bin/fowld")),
+            },
         };
         let mut child = cmd
             .args(["--mailbox", mailbox])
