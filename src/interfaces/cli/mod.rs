@@ -2,6 +2,7 @@
 //! code as the daemon) fed with commands built from the specifiers, and renders its output for
 //! people.
 
+pub mod prompt;
 pub mod render;
 pub mod spec;
 
@@ -127,7 +128,10 @@ pub async fn accept(args: AcceptArgs) -> anyhow::Result<i32> {
     let services = service_commands(&args.services).map_err(anyhow::Error::msg)?;
     let code = match args.code {
         Some(c) => c,
-        None if std::io::stdin().is_terminal() => prompt_code()?,
+        None if std::io::stdin().is_terminal() => {
+            let url = args.network.mailbox_url().map_err(anyhow::Error::msg)?;
+            prompt::prompt_code(&url).await?
+        }
         None => anyhow::bail!("no code given (and stdin is not a terminal to ask for one)"),
     };
     session(
@@ -136,15 +140,4 @@ pub async fn accept(args: AcceptArgs) -> anyhow::Result<i32> {
         services,
     )
     .await
-}
-
-fn prompt_code() -> anyhow::Result<String> {
-    use std::io::Write;
-    eprint!("Enter the code from your peer: ");
-    std::io::stderr().flush()?;
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line)?;
-    let code = line.trim().to_string();
-    anyhow::ensure!(!code.is_empty(), "no code entered");
-    Ok(code)
 }
