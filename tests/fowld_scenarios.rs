@@ -455,3 +455,52 @@ async fn a_slow_local_consumer_holds_both_daemons_back() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn a_stalled_controller_slows_nothing_and_counts_stay_exact() {
+    let mb = mailbox().await;
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let (mut a, mut b) = paired(&mb, Impl::Rust, Impl::Rust).await;
+        let port = echo_service(&mut a, &mut b, "echo").await;
+        // neither controller reads stdout while 256 MiB go through and back; 3000 error lines
+        // (about 150 KB) fill each stdout pipe first, so both daemons' writers are blocked
+        a.stall(true);
+        b.stall(true);
+        for f in [&mut a, &mut b] {
+            for _ in 0..3000 {
+                f.send_raw("not json").await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let data = pattern(256 << 20, 5);
+        let started = Instant::now();
+        let got = through(port, &data).await;
+        let took = started.elapsed();
+        assert_eq!(sha(&got), sha(&data));
+        a.stall(false);
+        b.stall(false);
+        let out = a.expect("outgoing-done").await;
+        let inc = b.expect("incoming-done").await;
+        a.settle(Duration::from_millis(500)).await;
+        b.settle(Duration::from_millis(500)).await;
+        for f in [&a, &b] {
+            assert_eq!(f.seen.iter().filter(|v| v["kind"] == "error").count(), 3000);
+        }
+        let n = 256u64 << 20;
+        for (f, id) in [(&a, &out["id"]), (&b, &inc["id"])] {
+            assert_eq!(f.total("bytes-in", id), n);
+            assert_eq!(f.total("bytes-out", id), n);
+            let lines = f
+                .seen
+                .iter()
+                .filter(|v| v["kind"] == "bytes-in" && &v["id"] == id)
+                .count();
+            // one line per 32 KiB read would be 8192
+            assert!(lines < 8192, "{lines} bytes-in lines: not coalesced");
+        }
+        eprintln!("256 MiB echoed in {took:?} with both controllers stalled");
+        assert!(took < Duration::from_secs(30), "{took:?}");
+    })
+    .await
+    .unwrap();
+}

@@ -30,6 +30,8 @@ pub struct Fowld {
     pub seen: Vec<Value>,
     /// Lines passed over by `expect`, still to be looked at by `take`.
     backlog: Vec<Value>,
+    /// While set, stdout is not read at all (a stalled controller).
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Fowld {
@@ -64,8 +66,16 @@ impl Fowld {
             .expect("spawn fowld");
         let mut reader = BufReader::new(child.stdout.take().unwrap()).lines();
         let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stall = stalled.clone();
         tokio::spawn(async move {
-            while let Ok(Some(line)) = reader.next_line().await {
+            loop {
+                while stall.load(std::sync::atomic::Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                let Ok(Some(line)) = reader.next_line().await else {
+                    break;
+                };
                 if tx.send(line).is_err() {
                     break;
                 }
@@ -77,6 +87,7 @@ impl Fowld {
             lines,
             seen: Vec::new(),
             backlog: Vec::new(),
+            stalled,
         }
     }
 
@@ -104,6 +115,12 @@ impl Fowld {
         stdin.write_all(line.as_bytes()).await.unwrap();
         stdin.write_all(b"\n").await.unwrap();
         stdin.flush().await.unwrap();
+    }
+
+    /// Stops (or resumes) reading fowld's stdout, as a controller that hangs would.
+    pub fn stall(&self, stalled: bool) {
+        self.stalled
+            .store(stalled, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Closes fowld's stdin.
