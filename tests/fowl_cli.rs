@@ -109,16 +109,7 @@ async fn invite_and_accept_forward_ipv6_unix_and_half_closed_streams() {
     let dir = tempfile::tempdir().unwrap();
     tokio::time::timeout(Duration::from_secs(60), async {
         // services on the inviting side: an echo on ::1, a unix echo, a half-close counter
-        let echo6 = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
-        let echo6_port = echo6.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = echo6.accept().await {
-                tokio::spawn(async move {
-                    let (mut r, mut w) = s.split();
-                    let _ = tokio::io::copy(&mut r, &mut w).await;
-                });
-            }
-        });
+        let echo6_port = common::fowld::echo_server_at("[::1]:0").await;
         let service_sock = dir.path().join("service.sock");
         unix_echo(&service_sock);
         let counter = count_until_eof().await;

@@ -128,33 +128,24 @@ impl Fowld {
         self.child.stdin.take();
     }
 
-    /// The next JSON line (Python's non-JSON lines are skipped), or `None` at exit.
-    pub async fn next(&mut self, limit: Duration) -> Option<Value> {
-        if !self.backlog.is_empty() {
-            return Some(self.backlog.remove(0));
-        }
-        loop {
-            let line = tokio::time::timeout(limit, self.lines.recv())
-                .await
-                .unwrap_or_else(|_| {
-                    panic!(
-                        "{:?} fowld said nothing in {limit:?}; seen {:?}",
-                        self.which, self.seen
-                    )
-                })?;
-            match serde_json::from_str::<Value>(&line) {
-                Ok(v) => {
-                    if self.which == Impl::Rust {
-                        super::schema::check_output(&v);
-                    }
-                    self.seen.push(v.clone());
-                    return Some(v);
+    /// Parses a stdout line: JSON lines are schema-checked (ours) and recorded; Python's non-JSON
+    /// lines are skipped, ours would fail the test.
+    fn record(&mut self, line: &str) -> Option<Value> {
+        match serde_json::from_str::<Value>(line) {
+            Ok(v) => {
+                if self.which == Impl::Rust {
+                    super::schema::check_output(&v);
                 }
-                Err(_) => assert_eq!(
+                self.seen.push(v.clone());
+                Some(v)
+            }
+            Err(_) => {
+                assert_eq!(
                     self.which,
                     Impl::Python,
                     "our fowld printed non-JSON: {line}"
-                ),
+                );
+                None
             }
         }
     }
@@ -183,11 +174,7 @@ impl Fowld {
                             self.which, self.seen
                         )
                     });
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if self.which == Impl::Rust {
-                        super::schema::check_output(&v);
-                    }
-                    self.seen.push(v.clone());
+                if let Some(v) = self.record(&line) {
                     break v;
                 }
             };
@@ -214,11 +201,7 @@ impl Fowld {
         while tokio::time::Instant::now() < deadline {
             match tokio::time::timeout(quiet, self.lines.recv()).await {
                 Ok(Some(line)) => {
-                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                        if self.which == Impl::Rust {
-                            super::schema::check_output(&v);
-                        }
-                        self.seen.push(v.clone());
+                    if let Some(v) = self.record(&line) {
                         self.backlog.push(v);
                     }
                 }
@@ -237,31 +220,6 @@ impl Fowld {
 
     pub fn pid(&self) -> u32 {
         self.child.id().expect("running")
-    }
-
-    /// Reads the rest of the output until exit, recording it.
-    pub async fn drain_to_exit(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match tokio::time::timeout(left, self.lines.recv()).await {
-                Ok(Some(line)) => {
-                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                        if self.which == Impl::Rust {
-                            super::schema::check_output(&v);
-                        }
-                        self.seen.push(v.clone());
-                        self.backlog.push(v);
-                    }
-                }
-                Ok(_) => break,
-                Err(_) => panic!(
-                    "{:?} fowld did not exit within {limit:?}; seen {:?}",
-                    self.which, self.seen
-                ),
-            }
-        }
-        self.wait_exit(Duration::from_secs(5)).await
     }
 }
 
@@ -283,9 +241,14 @@ pub async fn pair(a: &mut Fowld, b: &mut Fowld) {
     assert_eq!(vb["versions"], json!({"fowl": {"features": ["core-v1"]}}));
 }
 
-/// An echo server on a free port; returns the port.
+/// An echo server on a free 127.0.0.1 port; returns the port.
 pub async fn echo_server() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    echo_server_at("127.0.0.1:0").await
+}
+
+/// An echo server listening on `addr` (port 0: a free one); returns the port.
+pub async fn echo_server_at(addr: &str) -> u16 {
+    let l = TcpListener::bind(addr).await.unwrap();
     let port = l.local_addr().unwrap().port();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {

@@ -48,32 +48,48 @@ fn unix_path(s: &str) -> Option<PathBuf> {
     (s.starts_with('/') || s.starts_with("./") || s.starts_with("../")).then(|| PathBuf::from(s))
 }
 
-fn name_of(spec: &str, first: &str) -> Result<String, String> {
+/// A specifier taken apart: its name, then either a unix socket path or the `:` segments after
+/// the name (a port, then `key=value` options; at most three).
+enum Parts<'a> {
+    Unix(String, PathBuf),
+    Segments(String, Vec<&'a str>),
+}
+
+fn parts(spec: &str) -> Result<Parts<'_>, String> {
+    let (first, rest) = spec.split_once(':').unwrap_or((spec, ""));
     if first.is_empty() {
         return Err(format!("{spec:?}: the service name is empty"));
     }
-    Ok(first.to_string())
-}
-
-/// `--local name[:PORT[:bind=ADDR][:remote-connect=PORT]]` or `--local name:/unix/path`.
-pub fn parse_local(spec: &str) -> Result<LocalSpec, String> {
-    let (first, rest) = spec.split_once(':').unwrap_or((spec, ""));
-    let mut out = LocalSpec {
-        name: name_of(spec, first)?,
-        ..Default::default()
-    };
     if let Some(path) = unix_path(rest) {
-        out.listen_unix = Some(path);
-        return Ok(out);
+        return Ok(Parts::Unix(first.into(), path));
     }
     let segs = segments(spec)?;
     if segs.len() > 4 {
         return Err(format!("Too many colons: {} > 3", segs.len() - 1));
     }
-    if let Some(p) = segs.get(1) {
+    Ok(Parts::Segments(first.into(), segs[1..].to_vec()))
+}
+
+/// `--local name[:PORT[:bind=ADDR][:remote-connect=PORT]]` or `--local name:/unix/path`.
+pub fn parse_local(spec: &str) -> Result<LocalSpec, String> {
+    let (name, segs) = match parts(spec)? {
+        Parts::Unix(name, path) => {
+            return Ok(LocalSpec {
+                name,
+                listen_unix: Some(path),
+                ..Default::default()
+            })
+        }
+        Parts::Segments(name, segs) => (name, segs),
+    };
+    let mut out = LocalSpec {
+        name,
+        ..Default::default()
+    };
+    if let Some(p) = segs.first() {
         out.listen_port = Some(port(p)?);
     }
-    for seg in segs.iter().skip(2) {
+    for seg in segs.iter().skip(1) {
         match seg.split_once('=') {
             Some(("bind", v)) => out.bind = Some(host(v)),
             Some(("remote-connect", v)) => out.remote_connect_port = Some(port(v)?),
@@ -85,23 +101,24 @@ pub fn parse_local(spec: &str) -> Result<LocalSpec, String> {
 
 /// `--remote name[:PORT[:listen=PORT][:address=ADDR]]` or `--remote name:/unix/path`.
 pub fn parse_remote(spec: &str) -> Result<RemoteSpec, String> {
-    let (first, rest) = spec.split_once(':').unwrap_or((spec, ""));
+    let (name, segs) = match parts(spec)? {
+        Parts::Unix(name, path) => {
+            return Ok(RemoteSpec {
+                name,
+                connect_unix: Some(path),
+                ..Default::default()
+            })
+        }
+        Parts::Segments(name, segs) => (name, segs),
+    };
     let mut out = RemoteSpec {
-        name: name_of(spec, first)?,
+        name,
         ..Default::default()
     };
-    if let Some(path) = unix_path(rest) {
-        out.connect_unix = Some(path);
-        return Ok(out);
-    }
-    let segs = segments(spec)?;
-    if segs.len() > 4 {
-        return Err(format!("Too many colons: {} > 3", segs.len() - 1));
-    }
-    if let Some(p) = segs.get(1).filter(|p| !p.is_empty()) {
+    if let Some(p) = segs.first().filter(|p| !p.is_empty()) {
         out.local_connect_port = Some(port(p)?);
     }
-    for seg in segs.iter().skip(2) {
+    for seg in segs.iter().skip(1) {
         match seg.split_once('=') {
             Some(("listen", v)) => out.remote_listen_port = Some(port(v)?),
             Some(("address", v)) => out.connect_address = Some(host(v)),
