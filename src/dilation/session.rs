@@ -335,6 +335,11 @@ impl Session {
         resend || self.in_flight < self.unacked_limit
     }
 
+    /// Changes the cap on unacknowledged bytes beyond which no fresh record is sent.
+    pub fn set_unacked_limit(&mut self, limit: usize) {
+        self.unacked_limit = limit;
+    }
+
     /// Whether anything is waiting to be transmitted.
     pub fn wants_transmit(&self) -> bool {
         self.connected && (!self.control.is_empty() || self.may_send_next())

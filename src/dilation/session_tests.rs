@@ -244,6 +244,28 @@ fn fresh_records_wait_while_too_much_is_unacknowledged() {
 }
 
 #[test]
+fn a_raised_cap_lets_fresh_records_go_without_acks() {
+    // what the driver does while its own reading is paused and no ACK can arrive
+    let now = Instant::now();
+    let mut l = Session::new(Role::Leader, 3000, PING, false);
+    l.connection_made(now);
+    let scid = l.open("p").unwrap();
+    for _ in 0..5 {
+        l.send_data(scid, vec![0; 1000]).unwrap();
+    }
+    let mut n = 0;
+    l.transmit(usize::MAX, |_| n += 1);
+    assert!(!l.wants_transmit(), "held at the cap");
+    l.set_unacked_limit(1 << 20);
+    assert!(l.wants_transmit());
+    l.transmit(usize::MAX, |_| n += 1);
+    assert_eq!(n, 6, "OPEN and all five DATA records went out");
+    l.set_unacked_limit(3000);
+    l.send_data(scid, vec![0; 1000]).unwrap();
+    assert!(!l.wants_transmit(), "back at the cap once reading resumes");
+}
+
+#[test]
 fn budget_limits_one_transmit_call() {
     let mut link = Link::new(false);
     let scid = link.l.open("p").unwrap();

@@ -91,7 +91,9 @@ impl Fowld {
         }
     }
 
+    /// Sends a command, which must be valid against its input schema.
     pub async fn send(&mut self, command: Value) {
+        super::schema::check_input(&command);
         self.send_raw(&command.to_string()).await;
     }
 

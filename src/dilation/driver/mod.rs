@@ -42,6 +42,10 @@ pub struct DilationConfig {
     /// Bound on sent but unacknowledged record bytes, kept for resending after a reconnect; no
     /// fresh record is sent beyond it.
     pub unacked_limit: usize,
+    /// The cap on unacknowledged bytes while our own reading is paused (a local reader is slow):
+    /// the peer's ACKs cannot be read then, so a cap below what both peers hold in flight would
+    /// deadlock two peers that each wait for the other. Never below `unacked_limit`.
+    pub paused_unacked_limit: usize,
     /// Bound on received bytes buffered per subchannel before reading the connection pauses.
     pub inbound_limit: usize,
     /// OPENs held per subprotocol while nobody listens for it; more are closed.
@@ -67,6 +71,7 @@ impl Default for DilationConfig {
             relay_grace: Duration::from_millis(500),
             write_budget: 4 << 20,
             unacked_limit: super::reliability::DEFAULT_UNACKED_LIMIT,
+            paused_unacked_limit: super::reliability::DEFAULT_UNACKED_LIMIT,
             inbound_limit: 1 << 20,
             max_pending_opens: 64,
             max_subchannels: 4096,

@@ -100,10 +100,19 @@ pub(super) async fn run(
             break None;
         }
         let writer = t.link.as_ref().map(|l| l.writer.clone());
+        let paused = !t.paused.is_empty();
+        // While we do not read, the peer's ACKs cannot arrive: keeping the tight cap then lets two
+        // peers that each wait for the other (an echo through both) deadlock.
+        let limit = match paused {
+            true => t.config.unacked_limit.max(t.config.paused_unacked_limit),
+            false => t.config.unacked_limit,
+        };
+        if let Some(s) = t.session.as_mut() {
+            s.set_unacked_limit(limit);
+        }
         let wants_transmit =
             writer.is_some() && t.session.as_ref().is_some_and(Session::wants_transmit);
         let deadline = t.next_deadline().map(tokio::time::Instant::from_std);
-        let paused = !t.paused.is_empty();
         tracing::trace!(
             paused,
             wants_transmit,
