@@ -221,15 +221,21 @@ fn first_transmission_releases_writer_budget_and_resends_do_not() {
     assert_eq!(link.l.unacked_bytes(), 0);
 }
 
-#[test]
-fn fresh_records_wait_while_too_much_is_unacknowledged() {
-    let now = Instant::now();
+/// A connected Leader with a 3000-byte cap on unacknowledged data, one subchannel open and five
+/// 1000-byte DATA records queued on it.
+fn capped_leader() -> (Session, Scid) {
     let mut l = Session::new(Role::Leader, 3000, PING, false);
-    l.connection_made(now);
+    l.connection_made(Instant::now());
     let scid = l.open("p").unwrap();
     for _ in 0..5 {
         l.send_data(scid, vec![0; 1000]).unwrap();
     }
+    (l, scid)
+}
+
+#[test]
+fn fresh_records_wait_while_too_much_is_unacknowledged() {
+    let (mut l, _) = capped_leader();
     let mut n = 0;
     l.transmit(usize::MAX, |_| n += 1);
     assert_eq!(n, 4, "OPEN and DATA until 3000 bytes are in flight");
@@ -246,13 +252,7 @@ fn fresh_records_wait_while_too_much_is_unacknowledged() {
 #[test]
 fn a_raised_cap_lets_fresh_records_go_without_acks() {
     // what the driver does while its own reading is paused and no ACK can arrive
-    let now = Instant::now();
-    let mut l = Session::new(Role::Leader, 3000, PING, false);
-    l.connection_made(now);
-    let scid = l.open("p").unwrap();
-    for _ in 0..5 {
-        l.send_data(scid, vec![0; 1000]).unwrap();
-    }
+    let (mut l, scid) = capped_leader();
     let mut n = 0;
     l.transmit(usize::MAX, |_| n += 1);
     assert!(!l.wants_transmit(), "held at the cap");

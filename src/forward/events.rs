@@ -67,6 +67,15 @@ pub enum Event {
     Status(serde_json::Value),
 }
 
+/// A byte count's key (stream, is-in) and its bytes; `None` for other events.
+fn count_of(event: &Event) -> Option<((StreamId, bool), u64)> {
+    match *event {
+        Event::BytesIn { id, bytes } => Some(((id, true), bytes)),
+        Event::BytesOut { id, bytes } => Some(((id, false), bytes)),
+        _ => None,
+    }
+}
+
 #[derive(Default)]
 struct Queue {
     items: VecDeque<Event>,
@@ -91,21 +100,13 @@ impl EventQueue {
     /// Queues `event`; a byte count joins a count of the same stream and direction still queued.
     pub fn push(&self, event: Event) {
         let mut q = self.lock();
-        let key = match &event {
-            Event::BytesIn { id, .. } => Some((*id, true)),
-            Event::BytesOut { id, .. } => Some((*id, false)),
-            _ => None,
-        };
-        if let Some(key) = key {
+        if let Some((key, n)) = count_of(&event) {
             if let Some(seq) = q.counts.get(&key).copied() {
                 let index = (seq - q.base) as usize;
                 if let Some(Event::BytesIn { bytes, .. } | Event::BytesOut { bytes, .. }) =
                     q.items.get_mut(index)
                 {
-                    *bytes += match event {
-                        Event::BytesIn { bytes, .. } | Event::BytesOut { bytes, .. } => bytes,
-                        _ => 0,
-                    };
+                    *bytes += n;
                     return;
                 }
             }

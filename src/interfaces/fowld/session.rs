@@ -134,19 +134,16 @@ impl Session {
             Ok(w) => w,
             Err(e) => return self.report_closed(Err(e)),
         };
-        let keyed = self.until_keyed(wormhole, &mut input, &mut shutdown).await;
-        let Keyed::Ready {
-            wormhole,
-            verifier,
-            versions,
-            pending,
-        } = keyed
-        else {
-            let Keyed::Exit(code) = keyed else {
-                unreachable!()
+        let (wormhole, verifier, versions, pending) =
+            match self.until_keyed(wormhole, &mut input, &mut shutdown).await {
+                Keyed::Ready {
+                    wormhole,
+                    verifier,
+                    versions,
+                    pending,
+                } => (wormhole, verifier, versions, pending),
+                Keyed::Exit(code) => return code,
             };
-            return code;
-        };
         let dilated = (*wormhole).dilate(dilation_config(
             self.opts.relay.clone(),
             self.opts.no_listen,

@@ -206,7 +206,15 @@ async fn connection(
         },
         _ = tokio::time::sleep(config.waiting_timeout) => Left::TimedOut,
     };
-    if !lock(&shared).state.leave(id, &token) {
+    let still_waiting = {
+        let mut s = lock(&shared);
+        let waiting = s.state.leave(id, &token);
+        if waiting {
+            s.waiters.remove(&id);
+        }
+        waiting
+    };
+    if !still_waiting {
         // a partner took us in the meantime; its socket is on its way
         let Ok(partner) = rx.await else { return };
         if matches!(left, Left::TimedOut) {
@@ -214,7 +222,6 @@ async fn connection(
         }
         return; // we are closed or impatient: the partner is closed as well
     }
-    lock(&shared).waiters.remove(&id);
     if matches!(left, Left::Impatient) {
         refuse(stream, b"impatient\n").await;
     }
