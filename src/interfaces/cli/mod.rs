@@ -9,9 +9,9 @@ pub mod spec;
 use std::io::IsTerminal;
 
 use clap::Args;
-use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::fowld::commands::Command;
 use super::fowld::io::Input;
 use super::fowld::{run_with, FowldOptions};
 use super::options::NetworkArgs;
@@ -62,23 +62,15 @@ pub struct AcceptArgs {
 }
 
 /// The `local`/`remote` commands for the specifiers, or the first parse error.
-fn service_commands(s: &Services) -> Result<Vec<Value>, String> {
+fn service_commands(s: &Services) -> Result<Vec<Command>, String> {
     let mut out = Vec::new();
     for l in &s.local {
         let p = spec::parse_local(l).map_err(|e| format!("--local {l}: {e}"))?;
-        out.push(json!({
-            "kind": "local", "name": p.name, "local_listen_port": p.listen_port,
-            "bind_interface": p.bind, "remote_connect_port": p.remote_connect_port,
-            "local_listen_path": p.listen_unix.map(|x| x.display().to_string()),
-        }));
+        out.push(Command::Local(p));
     }
     for r in &s.remote {
         let p = spec::parse_remote(r).map_err(|e| format!("--remote {r}: {e}"))?;
-        out.push(json!({
-            "kind": "remote", "name": p.name, "local_connect_port": p.local_connect_port,
-            "remote_listen_port": p.remote_listen_port, "connect_address": p.connect_address,
-            "local_connect_path": p.connect_unix.map(|x| x.display().to_string()),
-        }));
+        out.push(Command::Remote(p));
     }
     if out.is_empty() {
         return Err(
@@ -90,7 +82,11 @@ fn service_commands(s: &Services) -> Result<Vec<Value>, String> {
     Ok(out)
 }
 
-async fn session(network: &NetworkArgs, first: Value, services: Vec<Value>) -> anyhow::Result<i32> {
+async fn session(
+    network: &NetworkArgs,
+    first: Command,
+    services: Vec<Command>,
+) -> anyhow::Result<i32> {
     let opts = FowldOptions {
         mailbox_url: network.mailbox_url().map_err(anyhow::Error::msg)?,
         relay: network.relay().map_err(anyhow::Error::msg)?,
@@ -100,7 +96,7 @@ async fn session(network: &NetworkArgs, first: Value, services: Vec<Value>) -> a
     };
     let (tx, rx) = mpsc::channel(64);
     for cmd in std::iter::once(first).chain(services) {
-        tx.send(Input::Line(cmd.to_string())).await?;
+        tx.send(Input::Command(cmd)).await?;
     }
     let queue = EventQueue::default();
     let live = std::io::stdout().is_terminal();
@@ -119,7 +115,9 @@ async fn session(network: &NetworkArgs, first: Value, services: Vec<Value>) -> a
 /// `fowl invite`: allocates a code and forwards the given services.
 pub async fn invite(args: InviteArgs) -> anyhow::Result<i32> {
     let services = service_commands(&args.services).map_err(anyhow::Error::msg)?;
-    let first = json!({"kind": "allocate-code", "length": args.code_length});
+    let first = Command::AllocateCode {
+        length: args.code_length,
+    };
     session(&args.network, first, services).await
 }
 
@@ -134,10 +132,5 @@ pub async fn accept(args: AcceptArgs) -> anyhow::Result<i32> {
         }
         None => anyhow::bail!("no code given (and stdin is not a terminal to ask for one)"),
     };
-    session(
-        &args.network,
-        json!({"kind": "set-code", "code": code}),
-        services,
-    )
-    .await
+    session(&args.network, Command::SetCode { code }, services).await
 }

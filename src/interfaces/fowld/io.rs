@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::commands::MAX_LINE;
+use super::commands::{Command, MAX_LINE};
 use super::output;
 use crate::forward::events::EventQueue;
 
@@ -15,6 +15,8 @@ use crate::forward::events::EventQueue;
 #[derive(Debug)]
 pub enum Input {
     Line(String),
+    /// A command already parsed (the human CLI builds its commands from its own options).
+    Command(Command),
     /// A line over [`MAX_LINE`] bytes (skipped), or not UTF-8.
     Bad(String),
     Eof,
@@ -99,4 +101,16 @@ pub fn stdout_writer(queue: EventQueue) -> std::thread::JoinHandle<()> {
             broken = broken || out.flush().is_err();
         }
     })
+}
+
+impl Input {
+    /// The command this input carries, its refusal, or `None` at the end of input.
+    pub fn into_command(input: Option<Input>) -> Option<Result<Command, String>> {
+        match input? {
+            Input::Line(l) => Some(super::commands::parse(&l)),
+            Input::Command(c) => Some(Ok(c)),
+            Input::Bad(e) => Some(Err(e)),
+            Input::Eof => None,
+        }
+    }
 }

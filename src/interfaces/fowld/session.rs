@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::commands::{self, Command, DEFAULT_CLOSE_TIMEOUT};
+use super::commands::{Command, DEFAULT_CLOSE_TIMEOUT};
 use super::io::{self, Input};
 use super::output::{closed, error, line};
 use crate::dilation::{Dilated, DilationEvent, RelayLocation};
@@ -205,10 +205,8 @@ impl Session {
                     }
                 },
                 got = input.recv() => {
-                    let cmd = match got {
-                        Some(Input::Line(l)) => commands::parse(&l),
-                        Some(Input::Bad(e)) => Err(e),
-                        Some(Input::Eof) | None => return Keyed::Exit(self.close_lonely(w).await),
+                    let Some(cmd) = Input::into_command(got) else {
+                        return Keyed::Exit(self.close_lonely(w).await);
                     };
                     match cmd {
                         Err(e) => self.emit(error(&e)),
@@ -308,12 +306,8 @@ impl Session {
                     None => return self.report_closed(Err(WormholeError::SessionClosed)),
                 },
                 got = input.recv() => {
-                    let cmd = match got {
-                        Some(Input::Line(l)) => commands::parse(&l),
-                        Some(Input::Bad(e)) => Err(e),
-                        Some(Input::Eof) | None => {
-                            return self.close(d, &engine, DEFAULT_CLOSE_TIMEOUT, false).await
-                        }
+                    let Some(cmd) = Input::into_command(got) else {
+                        return self.close(d, &engine, DEFAULT_CLOSE_TIMEOUT, false).await;
                     };
                     match cmd {
                         Err(e) => self.emit(error(&e)),
