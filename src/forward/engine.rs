@@ -282,20 +282,17 @@ impl Engine {
         let to = match target {
             Ok(to) => to,
             Err(reason) => {
-                let _ = sub
-                    .write_all(&Reply::Refused("Against local policy".into()).encode())
-                    .await;
-                let _ = sub.shutdown().await;
-                return self.emit(Event::IncomingLost { id, reason });
+                return self
+                    .refuse_stream(sub, id, "Against local policy", reason)
+                    .await
             }
         };
         let local = match tokio::time::timeout(CONNECT_TIMEOUT, endpoint::connect(&to)).await {
             Ok(Ok(local)) => local,
-            Ok(Err(reason)) => return self.refuse_stream(sub, id, reason).await,
+            Ok(Err(reason)) => return self.refuse_stream(sub, id, &reason.clone(), reason).await,
             Err(_) => {
-                return self
-                    .refuse_stream(sub, id, "connection timed out".into())
-                    .await
+                let reason = "connection timed out";
+                return self.refuse_stream(sub, id, reason, reason.into()).await;
             }
         };
         if sub.write_all(&Reply::Connected.encode()).await.is_err() {
@@ -310,10 +307,10 @@ impl Engine {
         }
     }
 
-    async fn refuse_stream(&self, mut sub: Subchannel, id: StreamId, reason: String) {
-        let _ = sub
-            .write_all(&Reply::Refused(reason.clone()).encode())
-            .await;
+    /// Refuses a stream: the peer is told `told`, our controller `reason` (they differ for a
+    /// policy refusal, where Python words the two differently).
+    async fn refuse_stream(&self, mut sub: Subchannel, id: StreamId, told: &str, reason: String) {
+        let _ = sub.write_all(&Reply::Refused(told.into()).encode()).await;
         let _ = sub.shutdown().await;
         self.emit(Event::IncomingLost { id, reason });
     }
