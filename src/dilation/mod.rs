@@ -3,7 +3,9 @@
 //! Layers: L1 mailbox messages and the manager, L2 one Noise connection, L3 records, L4
 //! reliability, L5 subchannels. Each is a sans-IO state machine; tokio drivers do the I/O.
 
+pub mod config;
 pub mod driver;
+pub mod endpoint;
 pub mod hints;
 pub mod l1;
 pub mod l2;
@@ -12,9 +14,9 @@ pub mod record;
 pub mod reliability;
 pub mod session;
 
-pub use driver::{
-    Dilated, DilatedHandle, DilationConfig, DilationEvent, PathKind, Subchannel, SubchannelListener,
-};
+pub use config::{DilationConfig, DilationEvent, PathKind};
+pub use driver::{Dilated, DilatedHandle, Subchannel, SubchannelListener};
+pub use endpoint::Endpoint;
 pub use hints::RelayLocation;
 pub use l2::Role;
 pub use manager::DilationError;

@@ -1,55 +1,46 @@
-//! The Dilation task: owns the wormhole, the manager, the session, the current connector and the
-//! selected connection, and moves events between them.
+//! The Dilation task: a pump between the sans-IO [`Endpoint`] and the world. It moves wormhole
+//! events, application commands, socket reports and timer expiries into the endpoint, and carries
+//! out the endpoint's actions; every decision is the endpoint's.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio::task::JoinSet;
 
-use super::connector::{Candidate, Connector, ConnectorConfig, ConnectorEvent, PathKind};
-use super::link::{Link, LinkEvent, LinkReports, READ_BATCHES};
+use super::net::{self, ConnCommand, ConnHandle, NetEvent, Reports, READ_BATCHES, WRITE_BATCHES};
 use super::subchannel::{Shared, SubCommand, Subchannel};
-use super::{DilationConfig, DilationEvent, TaskCommand};
-use crate::dilation::l1::{random_side, L1Message};
-use crate::dilation::l2::{L2Event, Role};
-use crate::dilation::manager::{
-    DilationError, Manager, ManagerAction, ManagerEvent, State as ManagerState,
-};
-use crate::dilation::record::Scid;
-use crate::dilation::session::{Liveness, Session, SessionEvent};
-use crate::key::Key;
+use super::TaskCommand;
+use crate::dilation::config::{DilationConfig, DilationEvent};
+use crate::dilation::endpoint::{Action, ConnId, Endpoint, Event, OpenId};
+use crate::dilation::l1::random_side;
+use crate::dilation::manager::DilationError;
+use crate::dilation::record::{Record, Scid};
 use crate::wormhole::{Mood, Wormhole, WormholeError, WormholeEvent};
 
 /// Most record bytes handed to the writer in one batch.
 const TRANSMIT_BATCH: usize = 256 * 1024;
 
+type OpenReply = oneshot::Sender<Result<Subchannel, DilationError>>;
+
 struct Task {
-    config: DilationConfig,
-    manager: Manager,
-    session: Option<Session>,
-    psk: Option<Key>,
+    ep: Endpoint,
+    inbound_limit: usize,
     events: mpsc::UnboundedSender<DilationEvent>,
     sub_tx: mpsc::UnboundedSender<SubCommand>,
     budget: Arc<Semaphore>,
     resume: Arc<Notify>,
     subs: HashMap<Scid, Arc<Shared>>,
-    paused: HashSet<Scid>,
     listeners: HashMap<String, mpsc::UnboundedSender<Subchannel>>,
-    pending_incoming: HashMap<String, VecDeque<Subchannel>>,
-    pending_opens: Vec<(
-        String,
-        tokio::sync::oneshot::Sender<Result<Subchannel, DilationError>>,
-    )>,
-    conn_tx: mpsc::Sender<ConnectorEvent>,
-    connector: Option<Connector>,
-    candidates: Vec<Candidate>,
-    grace: Option<Instant>,
-    link_reports: LinkReports,
-    link: Option<Link>,
-    next_link: u64,
-    outgoing: Vec<Vec<u8>>,
-    closing: Option<Instant>,
+    held: HashMap<String, VecDeque<Subchannel>>,
+    opens: HashMap<OpenId, OpenReply>,
+    reports: Reports,
+    tasks: JoinSet<()>,
+    conns: HashMap<ConnId, ConnHandle>,
+    listener: Option<tokio::task::AbortHandle>,
+    /// The selected connection and its writer.
+    link: Option<(ConnId, mpsc::Sender<Vec<Arc<Record>>>)>,
 }
 
 pub(super) async fn run(
@@ -59,67 +50,46 @@ pub(super) async fn run(
     events: mpsc::UnboundedSender<DilationEvent>,
 ) -> Result<Mood, WormholeError> {
     let (sub_tx, mut sub_rx) = mpsc::unbounded_channel();
-    let (conn_tx, mut conn_rx) = mpsc::channel(16);
-    let (link_tx, mut link_rx) = mpsc::channel(READ_BATCHES);
-    let (lost_tx, mut lost_rx) = mpsc::unbounded_channel();
+    let (records_tx, mut records_rx) = mpsc::channel(READ_BATCHES);
+    let (other_tx, mut other_rx) = mpsc::unbounded_channel();
     let side = config.side.clone().unwrap_or_else(random_side);
     let mut t = Task {
-        manager: Manager::new(&side, config.generation_timeout),
+        inbound_limit: config.inbound_limit,
         budget: Arc::new(Semaphore::new(config.write_budget)),
-        config,
-        session: None,
-        psk: wormhole.dilation_key(),
+        ep: Endpoint::new(config, &side),
         events,
         sub_tx,
         resume: Arc::new(Notify::new()),
         subs: HashMap::new(),
-        paused: HashSet::new(),
         listeners: HashMap::new(),
-        pending_incoming: HashMap::new(),
-        pending_opens: Vec::new(),
-        conn_tx,
-        connector: None,
-        candidates: Vec::new(),
-        grace: None,
-        link_reports: LinkReports {
-            records: link_tx,
-            lost: lost_tx,
+        held: HashMap::new(),
+        opens: HashMap::new(),
+        reports: Reports {
+            records: records_tx,
+            other: other_tx,
         },
+        tasks: JoinSet::new(),
+        conns: HashMap::new(),
+        listener: None,
         link: None,
-        next_link: 0,
-        outgoing: Vec::new(),
-        closing: None,
     };
+    let now = Instant::now();
+    if let Some(psk) = wormhole.dilation_key() {
+        t.ep.handle_key(now, psk);
+    }
+    if let Some(versions) = wormhole.peer_can_dilate() {
+        t.ep.handle_peer_versions(now, versions.to_vec());
+    }
     let mut commands_open = true;
-    t.maybe_start(&wormhole);
     let outcome = loop {
-        t.drive(&mut wormhole).await;
-        if t.closing
-            .is_some_and(|deadline| Instant::now() >= deadline || t.flushed())
-        {
+        t.pump(&mut wormhole).await;
+        if t.ep.is_finished(Instant::now()) {
             break None;
         }
-        let writer = t.link.as_ref().map(|l| l.writer.clone());
-        let paused = !t.paused.is_empty();
-        // While we do not read, the peer's ACKs cannot arrive: keeping the tight cap then lets two
-        // peers that each wait for the other (an echo through both) deadlock.
-        let limit = match paused {
-            true => t.config.unacked_limit.max(t.config.paused_unacked_limit),
-            false => t.config.unacked_limit,
-        };
-        if let Some(s) = t.session.as_mut() {
-            s.set_unacked_limit(limit);
-        }
-        let wants_transmit =
-            writer.is_some() && t.session.as_ref().is_some_and(Session::wants_transmit);
-        let deadline = t.next_deadline().map(tokio::time::Instant::from_std);
-        tracing::trace!(
-            paused,
-            wants_transmit,
-            unacked = t.session.as_ref().map(Session::unacked_bytes),
-            budget = t.budget.available_permits(),
-            "dilation task waits"
-        );
+        let writer = t.link.as_ref().map(|(_, w)| w.clone());
+        let reading = t.ep.wants_read();
+        let wants_transmit = writer.is_some() && t.ep.wants_transmit();
+        let deadline = t.ep.poll_timeout().map(tokio::time::Instant::from_std);
         tokio::select! {
             event = wormhole.next_event() => match event {
                 Some(WormholeEvent::Closed(outcome)) => break Some(outcome),
@@ -132,35 +102,38 @@ pub(super) async fn run(
                 Some(cmd) => t.command(cmd),
                 None => {
                     commands_open = false;
-                    t.command(TaskCommand::Close);
+                    t.ep.close(Instant::now());
                 }
             },
             Some(cmd) = sub_rx.recv() => t.sub_command(cmd),
-            Some(event) = conn_rx.recv() => t.connector_event(event).await,
-            Some(event) = link_rx.recv(), if !paused => t.link_event(event),
-            Some(event) = lost_rx.recv() => t.link_event(event),
+            Some(event) = other_rx.recv() => t.net_event(event),
+            Some(event) = records_rx.recv(), if reading => t.net_event(event),
             permit = async { writer.as_ref().expect("guarded").reserve().await }, if wants_transmit => {
-                match (permit, t.session.as_mut()) {
-                    (Ok(permit), Some(session)) => {
+                match permit {
+                    Ok(permit) => {
                         let mut batch = Vec::new();
-                        session.transmit(TRANSMIT_BATCH, |r| batch.push(r.clone()));
+                        let _ = t.ep.poll_transmit(TRANSMIT_BATCH, |r| batch.push(r.clone()));
                         permit.send(batch);
                     }
-                    // the writer task is gone: the connection failed under it
-                    (Err(_), _) => t.drop_link(Instant::now(), "writer stopped"),
-                    (Ok(_), None) => {}
+                    // the writer is gone: the connection failed under it
+                    Err(_) => {
+                        if let Some((conn, _)) = t.link.take() {
+                            t.ep.handle_conn_closed(Instant::now(), conn, "writer stopped");
+                        }
+                    }
                 }
             }
-            _ = t.resume.notified(), if paused => t.recheck_paused(),
+            _ = t.resume.notified(), if !reading => t.recheck_paused(),
             _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
-                t.timeout(Instant::now()).await;
+                t.ep.handle_timeout(Instant::now());
             }
         }
     };
     // stop everything below the wormhole, then close it
-    t.manager.stop();
-    t.connector = None;
+    t.ep.stop(Instant::now());
+    t.conns.clear();
     t.link = None;
+    t.tasks.abort_all();
     for shared in t.subs.values() {
         shared.reset();
     }
@@ -178,130 +151,140 @@ impl Task {
         let _ = self.events.send(event);
     }
 
-    fn flushed(&self) -> bool {
-        self.session.as_ref().is_none_or(|s| s.unacked_bytes() == 0)
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        [
-            self.manager.poll_timeout(),
-            self.session.as_ref().and_then(Session::poll_timeout),
-            self.grace,
-            self.closing,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-    }
-
-    /// Starts Dilation once the key is confirmed and the peer's versions are known.
-    fn maybe_start(&mut self, wormhole: &Wormhole) {
-        if self.manager.state() != ManagerState::Waiting {
-            return;
-        }
-        if let (Some(_), Some(can_dilate)) = (self.psk, wormhole.peer_can_dilate()) {
-            self.manager.start(Instant::now(), can_dilate);
-        }
-    }
-
-    /// Carries out what the manager and the session want, until nothing is left.
-    async fn drive(&mut self, wormhole: &mut Wormhole) {
+    /// Carries out the endpoint's actions and delivers its events, until none are left.
+    async fn pump(&mut self, wormhole: &mut Wormhole) {
         loop {
-            for m in self.outgoing.drain(..) {
-                wormhole.send_dilate(m);
-            }
             let mut progressed = false;
-            while let Some(action) = self.manager.poll_action() {
+            while let Some(action) = self.ep.poll_action() {
                 progressed = true;
-                self.manager_action(action).await;
+                self.action(wormhole, action).await;
             }
-            while let Some(event) = self.manager.poll_event() {
+            while let Some(event) = self.ep.poll_event() {
                 progressed = true;
-                self.manager_event(event);
+                self.event(event);
             }
-            while let Some(event) = self.session.as_mut().and_then(Session::poll_event) {
-                progressed = true;
-                self.session_event(event);
-            }
-            if !progressed && self.outgoing.is_empty() {
+            if !progressed {
                 return;
             }
         }
     }
 
-    async fn manager_action(&mut self, action: ManagerAction) {
-        let now = Instant::now();
+    async fn action(&mut self, wormhole: &mut Wormhole, action: Action) {
         match action {
-            ManagerAction::Send(msg) => self.outgoing.push(msg.encode()),
-            ManagerAction::StartConnecting { role, generation } => {
-                self.ensure_session(role);
-                self.candidates.clear();
-                self.grace = None;
-                let Some(psk) = self.psk else { return };
-                let cfg = ConnectorConfig {
-                    role,
-                    generation,
-                    psk,
-                    side: self.manager.side().to_string(),
-                    relay: self.config.relay.clone(),
-                    no_listen: self.config.no_listen,
-                    connect_timeout: self.config.connect_timeout,
-                    handshake_timeout: self.config.handshake_timeout,
-                    relay_grace: self.config.relay_grace,
-                    direct_possible: Default::default(),
-                };
-                self.connector = Some(Connector::start(cfg, self.conn_tx.clone()).await);
+            Action::SendDilate(body) => wormhole.send_dilate(body),
+            Action::Listen { generation } => {
+                let (hints, task) =
+                    net::listen(&mut self.tasks, generation, self.reports.clone()).await;
+                self.listener = task;
+                self.ep.handle_listening(Instant::now(), generation, hints);
             }
-            ManagerAction::UseHints(hints) => {
-                if let Some(c) = self.connector.as_mut() {
-                    c.use_hints(hints);
+            Action::StopListening => {
+                if let Some(l) = self.listener.take() {
+                    l.abort();
                 }
             }
-            ManagerAction::StopConnecting => {
-                self.connector = None;
-                self.candidates.clear();
-                self.grace = None;
+            Action::Dial {
+                conn, host, port, ..
+            } => {
+                let handle = net::dial(&mut self.tasks, conn, host, port, self.reports.clone());
+                self.conns.insert(conn, handle);
             }
-            ManagerAction::DropConnection => self.drop_link(now, "dropped on request"),
+            Action::Transmit { conn, bytes } => {
+                if let Some(c) = self.conns.get(&conn) {
+                    let _ = c.commands.send(ConnCommand::Write(bytes));
+                }
+            }
+            Action::Close { conn } => {
+                self.conns.remove(&conn);
+                if self.link.as_ref().is_some_and(|(id, _)| *id == conn) {
+                    self.link = None;
+                }
+            }
+            Action::StartLink { conn, send, recv } => {
+                let (writer, batches) = mpsc::channel(WRITE_BATCHES);
+                if let Some(c) = self.conns.get(&conn) {
+                    let _ = c.commands.send(ConnCommand::Link {
+                        send,
+                        recv,
+                        batches,
+                    });
+                }
+                self.link = Some((conn, writer));
+            }
         }
     }
 
-    fn manager_event(&mut self, event: ManagerEvent) {
+    fn event(&mut self, event: Event) {
         match event {
-            ManagerEvent::Connecting { role, generation } => {
+            Event::Connecting { role, generation } => {
                 self.emit(DilationEvent::Connecting { role, generation })
             }
-            ManagerEvent::Connected { .. } => {} // reported with its path at selection
-            ManagerEvent::Reconnecting { generation } => {
+            Event::Connected {
+                generation,
+                path,
+                peer,
+            } => self.emit(DilationEvent::Connected {
+                generation,
+                path,
+                peer,
+            }),
+            Event::ConnectionLost { .. } => {}
+            Event::Reconnecting { generation } => {
                 self.emit(DilationEvent::Reconnecting { generation })
             }
-            ManagerEvent::Failed(e) => {
-                for (_, reply) in self.pending_opens.drain(..) {
-                    let _ = reply.send(Err(e.clone()));
+            Event::Failed(e) => self.emit(DilationEvent::Failed(e)),
+            Event::Opened {
+                id,
+                subprotocol,
+                result,
+            } => {
+                let sub = result.map(|scid| self.new_subchannel(scid, &subprotocol));
+                if let Some(reply) = self.opens.remove(&id) {
+                    let _ = reply.send(sub);
                 }
-                self.emit(DilationEvent::Failed(e));
             }
-        }
-    }
-
-    fn ensure_session(&mut self, role: Role) {
-        if self.session.is_some() {
-            return;
-        }
-        let c = &self.config;
-        self.session = Some(Session::new(
-            role,
-            c.unacked_limit,
-            c.ping_interval,
-            self.manager.peer_half_close(),
-        ));
-        for (name, reply) in std::mem::take(&mut self.pending_opens) {
-            let _ = reply.send(self.open(&name));
+            Event::Incoming {
+                scid,
+                subprotocol,
+                listened,
+            } => {
+                let sub = self.new_subchannel(scid, &subprotocol);
+                let sub = match (listened, self.listeners.get(&subprotocol)) {
+                    (true, Some(accept)) => match accept.send(sub) {
+                        Ok(()) => return,
+                        Err(mpsc::error::SendError(sub)) => {
+                            self.listeners.remove(&subprotocol);
+                            self.ep.listener_gone(&subprotocol);
+                            sub
+                        }
+                    },
+                    _ => sub,
+                };
+                self.held.entry(subprotocol).or_default().push_back(sub);
+            }
+            Event::Data { scid, data } => {
+                if let Some(shared) = self.subs.get(&scid) {
+                    if shared.push(data) {
+                        self.ep.handle_backlog(scid, true);
+                    }
+                }
+            }
+            Event::ReadClosed { scid } => {
+                if let Some(shared) = self.subs.get(&scid) {
+                    shared.finish();
+                }
+            }
+            Event::Closed { scid } => {
+                if let Some(shared) = self.subs.get(&scid) {
+                    shared.refuse_writes();
+                }
+            }
+            Event::Sent { data_bytes } => self.budget.add_permits(data_bytes),
         }
     }
 
     fn new_subchannel(&mut self, scid: Scid, subprotocol: &str) -> Subchannel {
-        let shared = Shared::new(self.config.inbound_limit, self.resume.clone());
+        let shared = Shared::new(self.inbound_limit, self.resume.clone());
         self.subs.insert(scid, shared.clone());
         Subchannel::new(
             scid,
@@ -312,280 +295,96 @@ impl Task {
         )
     }
 
-    fn open(&mut self, subprotocol: &str) -> Result<Subchannel, DilationError> {
-        let session = self.session.as_mut().ok_or(DilationError::Stopped)?;
-        let scid = session
-            .open(subprotocol)
-            .map_err(|_| DilationError::Stopped)?;
-        Ok(self.new_subchannel(scid, subprotocol))
-    }
-
     fn command(&mut self, cmd: TaskCommand) {
         match cmd {
             TaskCommand::Open { subprotocol, reply } => {
-                if subprotocol.is_empty() {
-                    let _ = reply.send(Err(DilationError::EmptySubprotocol));
-                } else if self.session.is_some() {
-                    let _ = reply.send(self.open(&subprotocol));
-                } else {
-                    self.pending_opens.push((subprotocol, reply));
-                }
+                let id = self.ep.open(&subprotocol);
+                self.opens.insert(id, reply);
             }
             TaskCommand::Listen {
                 subprotocol,
                 accept,
             } => {
-                for sub in self
-                    .pending_incoming
-                    .remove(&subprotocol)
-                    .unwrap_or_default()
-                {
+                for sub in self.held.remove(&subprotocol).unwrap_or_default() {
                     let _ = accept.send(sub);
                 }
-                self.listeners.insert(subprotocol, accept);
+                self.listeners.insert(subprotocol.clone(), accept);
+                self.ep.listen(&subprotocol);
             }
             TaskCommand::SendMessage(_) | TaskCommand::Ping(_) => {
                 unreachable!("handled by the loop")
             }
-            TaskCommand::Close => {
-                if self.closing.is_none() {
-                    self.closing = Some(Instant::now() + self.config.flush_timeout);
-                }
-            }
+            TaskCommand::Close => self.ep.close(Instant::now()),
         }
     }
 
     fn sub_command(&mut self, cmd: SubCommand) {
-        let Some(session) = self.session.as_mut() else {
-            return;
-        };
         match cmd {
             SubCommand::Data { scid, data } => {
-                let n = data.len();
-                if session.send_data(scid, data).is_err() {
-                    self.budget.add_permits(n);
-                }
+                let _ = self.ep.send_data(scid, data);
             }
-            SubCommand::Close { scid } => {
-                let _ = session.close(scid);
-            }
+            SubCommand::Close { scid } => self.ep.close_subchannel(scid),
             SubCommand::Dropped { scid } => {
                 self.subs.remove(&scid);
-                self.paused.remove(&scid);
+                self.ep.subchannel_dropped(scid);
             }
-        }
-    }
-
-    /// A subchannel the peer opened: to its listener, or held until one appears (bounded).
-    fn incoming(&mut self, scid: Scid, subprotocol: String) {
-        let pending = self
-            .pending_incoming
-            .get(&subprotocol)
-            .map_or(0, VecDeque::len);
-        let listener = self.listeners.get(&subprotocol).filter(|l| !l.is_closed());
-        let refuse = if self.subs.len() >= self.config.max_subchannels {
-            Some("too many subchannels")
-        } else if listener.is_none() && pending >= self.config.max_pending_opens {
-            Some("too many waiting for a listener")
-        } else {
-            None
-        };
-        if let Some(why) = refuse {
-            tracing::warn!("closing subchannel {scid} ({subprotocol:?}): {why}");
-            if let Some(s) = self.session.as_mut() {
-                let _ = s.close(scid);
-            }
-            return;
-        }
-        let sub = self.new_subchannel(scid, &subprotocol);
-        match self.listeners.get(&subprotocol) {
-            Some(accept) => {
-                if let Err(mpsc::error::SendError(sub)) = accept.send(sub) {
-                    self.listeners.remove(&subprotocol);
-                    self.pending_incoming
-                        .entry(subprotocol)
-                        .or_default()
-                        .push_back(sub);
-                }
-            }
-            None => self
-                .pending_incoming
-                .entry(subprotocol)
-                .or_default()
-                .push_back(sub),
-        }
-    }
-
-    fn session_event(&mut self, event: SessionEvent) {
-        match event {
-            SessionEvent::Incoming { scid, subprotocol } => self.incoming(scid, subprotocol),
-            SessionEvent::Data { scid, data } => {
-                if let Some(shared) = self.subs.get(&scid) {
-                    if shared.push(data) {
-                        self.paused.insert(scid);
-                    }
-                }
-            }
-            SessionEvent::ReadClosed { scid } => {
-                if let Some(shared) = self.subs.get(&scid) {
-                    shared.finish();
-                }
-            }
-            SessionEvent::Closed { scid } => {
-                if let Some(shared) = self.subs.get(&scid) {
-                    shared.refuse_writes();
-                }
-            }
-            SessionEvent::Sent { data_bytes } => self.budget.add_permits(data_bytes),
         }
     }
 
     fn recheck_paused(&mut self) {
-        let subs = &self.subs;
-        self.paused
-            .retain(|scid| subs.get(scid).is_some_and(|s| s.is_over_limit()));
-    }
-
-    async fn connector_event(&mut self, event: ConnectorEvent) {
-        match event {
-            ConnectorEvent::Hints { generation, hints } => {
-                if generation == self.manager.generation() {
-                    self.manager.send_hints(hints);
-                }
-            }
-            ConnectorEvent::Candidate(c) => {
-                if c.generation != self.manager.generation()
-                    || self.connector.is_none()
-                    || self.link.is_some()
-                {
-                    return; // stale or redundant: dropped
-                }
-                match (self.manager.role(), c.path) {
-                    (Some(Role::Follower), _) | (Some(Role::Leader), PathKind::Direct) => {
-                        self.select(c).await
-                    }
-                    (Some(Role::Leader), PathKind::Relay) => {
-                        self.candidates.push(*c);
-                        if self.grace.is_none() {
-                            self.grace = Some(Instant::now() + self.config.relay_grace);
-                        }
-                    }
-                    (None, _) => {}
-                }
-            }
+        let drained: Vec<Scid> = self
+            .ep
+            .paused()
+            .filter(|scid| self.subs.get(scid).is_none_or(|s| !s.is_over_limit()))
+            .collect();
+        for scid in drained {
+            self.ep.handle_backlog(scid, false);
         }
     }
 
-    async fn select(&mut self, mut c: Box<Candidate>) {
-        use tokio::io::AsyncWriteExt;
+    fn net_event(&mut self, event: NetEvent) {
         let now = Instant::now();
-        if self.manager.role() == Some(Role::Leader) {
-            c.l2.select();
-            let kcm = c.l2.take_output();
-            if let Err(e) = c.stream.write_all(&kcm).await {
-                tracing::info!("selected connection failed at once: {e}");
-                return;
-            }
-        }
-        self.connector = None;
-        self.candidates.clear();
-        self.grace = None;
-        let id = self.next_link;
-        self.next_link += 1;
-        let Candidate {
-            stream,
-            l2,
-            events,
-            path,
-            peer,
-            ..
-        } = *c;
-        let Some(link) = Link::start(id, stream, l2, self.link_reports.clone()) else {
-            return;
-        };
-        self.link = Some(link);
-        let session = self
-            .session
-            .as_mut()
-            .expect("a session exists once connecting");
-        session.connection_made(now);
-        for event in events {
-            if let L2Event::Record(r) = event {
-                session.received(r);
-            }
-        }
-        self.manager.connection_made(now);
-        tracing::info!(
-            "dilation connected: generation {}, {path} via {peer}",
-            self.manager.generation()
-        );
-        self.emit(DilationEvent::Connected {
-            generation: self.manager.generation(),
-            path,
-            peer,
-        });
-    }
-
-    fn link_event(&mut self, event: LinkEvent) {
         match event {
-            LinkEvent::Records { link, records } => {
-                if self.link.as_ref().is_some_and(|l| l.id == link) {
-                    if let Some(session) = self.session.as_mut() {
-                        for r in records {
-                            session.received(r);
-                        }
-                    }
+            NetEvent::Accepted {
+                generation,
+                stream,
+                peer,
+            } => {
+                if let Some(conn) = self.ep.handle_accepted(now, generation, peer) {
+                    let handle = net::accepted(&mut self.tasks, conn, stream, self.reports.clone());
+                    self.conns.insert(conn, handle);
                 }
             }
-            LinkEvent::Lost { link, reason } => {
-                if self.link.as_ref().is_some_and(|l| l.id == link) {
-                    self.drop_link(Instant::now(), &reason);
+            NetEvent::Open { conn, peer } => self.ep.handle_conn_open(now, conn, peer),
+            NetEvent::Data { conn, data } => {
+                self.ep.handle_conn_data(now, conn, &data);
+                // read on, unless the connection became the link or was closed
+                let linked = self.link.as_ref().is_some_and(|(id, _)| *id == conn);
+                if let (false, Some(c)) = (linked, self.conns.get(&conn)) {
+                    let _ = c.commands.send(ConnCommand::Read);
                 }
             }
-        }
-    }
-
-    /// Drops the selected connection, if any, and starts what follows its loss.
-    fn drop_link(&mut self, now: Instant, reason: &str) {
-        if self.link.take().is_none() {
-            return;
-        }
-        tracing::info!("dilation connection lost: {reason}");
-        if let Some(s) = self.session.as_mut() {
-            s.connection_lost();
-        }
-        self.manager.connection_lost(now);
-    }
-
-    async fn timeout(&mut self, now: Instant) {
-        if self.grace.is_some_and(|g| now >= g) {
-            self.grace = None;
-            if !self.candidates.is_empty() {
-                let c = self.candidates.remove(0);
-                self.select(Box::new(c)).await;
+            NetEvent::Records { conn, records } => self.ep.handle_records(now, conn, records),
+            NetEvent::Closed { conn, reason } => {
+                self.conns.remove(&conn);
+                self.ep.handle_conn_closed(now, conn, &reason);
             }
         }
-        if let Some(session) = self.session.as_mut() {
-            if session.handle_timeout(now) == Liveness::Dead {
-                self.drop_link(now, "no PONG for a whole ping interval");
-            }
-        }
-        self.manager.handle_timeout(now);
     }
 
     fn wormhole_event(&mut self, wormhole: &Wormhole, event: WormholeEvent) {
+        let now = Instant::now();
         match event {
-            WormholeEvent::Dilate(bytes) => match L1Message::parse(&bytes) {
-                Ok(msg) => self.manager.received(Instant::now(), msg),
-                Err(e) => tracing::warn!("ignoring Dilation message: {e}"),
-            },
+            WormholeEvent::Dilate(bytes) => self.ep.handle_dilate(now, &bytes),
             other => {
                 if let WormholeEvent::KeyConfirmed { dilation_key, .. } = &other {
-                    self.psk = Some(*dilation_key);
+                    self.ep.handle_key(now, *dilation_key);
                 }
                 self.emit(DilationEvent::Wormhole(other));
             }
         }
-        self.maybe_start(wormhole);
+        if let Some(versions) = wormhole.peer_can_dilate() {
+            self.ep.handle_peer_versions(now, versions.to_vec());
+        }
     }
 }

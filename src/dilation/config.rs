@@ -1,0 +1,108 @@
+//! The configuration of a Dilation and what it reports to the application: the types shared by
+//! the sans-IO [`Endpoint`](super::endpoint::Endpoint) and the tokio driver.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::hints::RelayLocation;
+use super::l2::Role;
+use super::manager::DilationError;
+use crate::wormhole::WormholeEvent;
+
+/// How a connection reaches the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    Direct,
+    Relay,
+}
+
+impl std::fmt::Display for PathKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PathKind::Direct => "direct",
+            PathKind::Relay => "relay",
+        })
+    }
+}
+
+/// How a Dilation behaves.
+#[derive(Debug, Clone)]
+pub struct DilationConfig {
+    /// Transit relay for our relay hint (and our own relay connection); `None`: no relay of ours.
+    pub relay: Option<RelayLocation>,
+    /// No listener and no direct hints.
+    pub no_listen: bool,
+    /// The Leader's ping interval; a connection without PONG for a whole interval is dropped.
+    pub ping_interval: Duration,
+    /// A Leader whose generation did not connect within this starts a new one.
+    pub generation_timeout: Duration,
+    /// A Leader waits this long after a relay candidate for a direct one; a Follower holds its
+    /// KCM on a relay connection this long while a direct path is possible (a Python Leader
+    /// takes the first KCM).
+    pub relay_grace: Duration,
+    /// Bytes written to subchannels but not yet handed to the connection (all subchannels
+    /// together); writers wait beyond it, so the connection's TCP backpressure reaches them.
+    pub write_budget: usize,
+    /// Bound on sent but unacknowledged record bytes, kept for resending after a reconnect; no
+    /// fresh record is sent beyond it.
+    pub unacked_limit: usize,
+    /// The cap on unacknowledged bytes while our own reading is paused (a local reader is slow):
+    /// the peer's ACKs cannot be read then, so a cap below what both peers hold in flight would
+    /// deadlock two peers that each wait for the other. Never below `unacked_limit`.
+    pub paused_unacked_limit: usize,
+    /// Bound on received bytes buffered per subchannel before reading the connection pauses.
+    pub inbound_limit: usize,
+    /// OPENs held per subprotocol while nobody listens for it; more are closed.
+    pub max_pending_opens: usize,
+    /// Subchannels open at once; more from the peer are closed at once.
+    pub max_subchannels: usize,
+    pub connect_timeout: Duration,
+    pub handshake_timeout: Duration,
+    /// On close, how long to wait for the peer to acknowledge what we sent.
+    pub flush_timeout: Duration,
+    /// Fixes our Dilation side (16 hex digits) instead of a random one; the larger side leads.
+    /// For tests that need a given role.
+    pub side: Option<String>,
+}
+
+impl Default for DilationConfig {
+    fn default() -> DilationConfig {
+        DilationConfig {
+            relay: None,
+            no_listen: false,
+            ping_interval: Duration::from_secs(30),
+            generation_timeout: Duration::from_secs(10),
+            relay_grace: Duration::from_millis(500),
+            write_budget: 4 << 20,
+            unacked_limit: super::reliability::DEFAULT_UNACKED_LIMIT,
+            paused_unacked_limit: super::reliability::DEFAULT_UNACKED_LIMIT,
+            inbound_limit: 1 << 20,
+            max_pending_opens: 64,
+            max_subchannels: 4096,
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(30),
+            flush_timeout: Duration::from_secs(5),
+            side: None,
+        }
+    }
+}
+
+/// What a dilated session reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DilationEvent {
+    /// Everything the wormhole reports, except the Dilation messages themselves.
+    Wormhole(WormholeEvent),
+    Connecting {
+        role: Role,
+        generation: u32,
+    },
+    Connected {
+        generation: u32,
+        path: PathKind,
+        peer: SocketAddr,
+    },
+    Reconnecting {
+        generation: u32,
+    },
+    Failed(DilationError),
+}

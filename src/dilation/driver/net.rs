@@ -1,0 +1,320 @@
+//! The sockets of a Dilation: the listener of a generation and one task per TCP connection,
+//! which carries handshake bytes between the socket and the endpoint and, once its connection is
+//! selected, becomes the link: a reader that decrypts and decodes records and a writer that
+//! encodes and encrypts them, so each direction's crypto runs on its own core. Nothing here
+//! decides anything: the [`Endpoint`](crate::dilation::endpoint::Endpoint) does.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::dilation::endpoint::ConnId;
+use crate::dilation::hints::Hint;
+use crate::dilation::l2::{RecvHalf, SendHalf};
+use crate::dilation::record::Record;
+
+/// Batches in flight from the task to a link's writer, and from its reader to the task.
+pub(super) const WRITE_BATCHES: usize = 4;
+pub(super) const READ_BATCHES: usize = 4;
+const READ_BUFFER: usize = 256 * 1024;
+const HANDSHAKE_READ: usize = 16 * 1024;
+
+/// What the sockets report to the Dilation task.
+pub(super) enum NetEvent {
+    Accepted {
+        generation: u32,
+        stream: TcpStream,
+        peer: SocketAddr,
+    },
+    Open {
+        conn: ConnId,
+        peer: SocketAddr,
+    },
+    /// Bytes read before the link started; the task reads no more until told to.
+    Data {
+        conn: ConnId,
+        data: Vec<u8>,
+    },
+    Records {
+        conn: ConnId,
+        records: Vec<Record>,
+    },
+    Closed {
+        conn: ConnId,
+        reason: String,
+    },
+}
+
+/// Where connection tasks report: records through a bounded channel (which the Dilation task
+/// stops reading while the endpoint does not want them), everything else through an unbounded one
+/// that it always reads, so that a dead connection is noticed even then.
+#[derive(Clone)]
+pub(super) struct Reports {
+    pub records: mpsc::Sender<NetEvent>,
+    pub other: mpsc::UnboundedSender<NetEvent>,
+}
+
+/// From the Dilation task to one connection's task.
+pub(super) enum ConnCommand {
+    Write(Vec<u8>),
+    /// Read the next chunk of handshake bytes.
+    Read,
+    /// Become the link: records to write arrive on `batches`.
+    Link {
+        send: SendHalf,
+        recv: RecvHalf,
+        batches: mpsc::Receiver<Vec<Arc<Record>>>,
+    },
+}
+
+/// A connection's task, stopped when dropped.
+pub(super) struct ConnHandle {
+    pub commands: mpsc::UnboundedSender<ConnCommand>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for ConnHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Spawns the task of a connection we dial.
+pub(super) fn dial(
+    tasks: &mut JoinSet<()>,
+    conn: ConnId,
+    host: String,
+    port: u16,
+    reports: Reports,
+) -> ConnHandle {
+    let (commands, rx) = mpsc::unbounded_channel();
+    let task = tasks.spawn(async move {
+        match TcpStream::connect((host.as_str(), port)).await {
+            Ok(stream) => {
+                let peer = stream
+                    .peer_addr()
+                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], port)));
+                let _ = reports.other.send(NetEvent::Open { conn, peer });
+                run_conn(conn, stream, rx, reports).await;
+            }
+            Err(e) => {
+                let _ = reports.other.send(NetEvent::Closed {
+                    conn,
+                    reason: format!("connect to {host}:{port}: {e}"),
+                });
+            }
+        }
+    });
+    ConnHandle { commands, task }
+}
+
+/// Spawns the task of a connection our listener accepted.
+pub(super) fn accepted(
+    tasks: &mut JoinSet<()>,
+    conn: ConnId,
+    stream: TcpStream,
+    reports: Reports,
+) -> ConnHandle {
+    let (commands, rx) = mpsc::unbounded_channel();
+    let task = tasks.spawn(run_conn(conn, stream, rx, reports));
+    ConnHandle { commands, task }
+}
+
+async fn run_conn(
+    conn: ConnId,
+    mut stream: TcpStream,
+    mut commands: mpsc::UnboundedReceiver<ConnCommand>,
+    reports: Reports,
+) {
+    let _ = stream.set_nodelay(true);
+    let closed = |reason: String| {
+        let _ = reports.other.send(NetEvent::Closed { conn, reason });
+    };
+    let mut buf = vec![0u8; HANDSHAKE_READ];
+    let mut want_read = true;
+    loop {
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                Some(ConnCommand::Write(bytes)) => {
+                    if let Err(e) = stream.write_all(&bytes).await {
+                        return closed(e.to_string());
+                    }
+                }
+                Some(ConnCommand::Read) => want_read = true,
+                Some(ConnCommand::Link { send, recv, batches }) => {
+                    return run_link(conn, stream, send, recv, batches, reports).await;
+                }
+                None => return,
+            },
+            read = stream.read(&mut buf), if want_read => match read {
+                Ok(0) => return closed("connection closed by the peer".into()),
+                Ok(n) => {
+                    want_read = false;
+                    let _ = reports.other.send(NetEvent::Data { conn, data: buf[..n].to_vec() });
+                }
+                Err(e) => return closed(e.to_string()),
+            },
+        }
+    }
+}
+
+async fn run_link(
+    conn: ConnId,
+    stream: TcpStream,
+    send: SendHalf,
+    recv: RecvHalf,
+    batches: mpsc::Receiver<Vec<Arc<Record>>>,
+    reports: Reports,
+) {
+    let (read, write) = stream.into_split();
+    let reader = read_loop(conn, read, recv, reports.clone());
+    let writer = write_loop(conn, write, send, batches, reports);
+    // either ending ends the link (a failed writer was reported; a finished reader too)
+    tokio::select! {
+        _ = reader => {}
+        _ = writer => {}
+    }
+}
+
+async fn read_loop(
+    conn: ConnId,
+    mut read: tokio::net::tcp::OwnedReadHalf,
+    mut recv: RecvHalf,
+    reports: Reports,
+) {
+    let reason = loop {
+        // first whatever the handshake left in the frame reader
+        let mut records = Vec::new();
+        if let Err(e) = recv.process(&mut records) {
+            break e.to_string();
+        }
+        if !records.is_empty()
+            && reports
+                .records
+                .send(NetEvent::Records { conn, records })
+                .await
+                .is_err()
+        {
+            return;
+        }
+        let buf = recv.buffer();
+        buf.reserve(READ_BUFFER);
+        match read.read_buf(buf).await {
+            Ok(0) => break "connection closed by the peer".to_string(),
+            Ok(_) => {}
+            Err(e) => break e.to_string(),
+        };
+    };
+    let _ = reports.other.send(NetEvent::Closed { conn, reason });
+}
+
+async fn write_loop(
+    conn: ConnId,
+    mut write: tokio::net::tcp::OwnedWriteHalf,
+    mut send: SendHalf,
+    mut batches: mpsc::Receiver<Vec<Arc<Record>>>,
+    reports: Reports,
+) {
+    let (mut out, mut scratch) = (Vec::new(), Vec::new());
+    while let Some(batch) = batches.recv().await {
+        out.clear();
+        for r in &batch {
+            send.seal_record(r, &mut out, &mut scratch);
+        }
+        if let Err(e) = write.write_all(&out).await {
+            let _ = reports.other.send(NetEvent::Closed {
+                conn,
+                reason: e.to_string(),
+            });
+            return;
+        }
+    }
+    // the task dropped the link: wait to be aborted
+    std::future::pending::<()>().await
+}
+
+/// Binds the listener of a generation (dual-stack where possible) and spawns its accept loop;
+/// returns the direct hints for it (empty when it cannot listen).
+pub(super) async fn listen(
+    tasks: &mut JoinSet<()>,
+    generation: u32,
+    reports: Reports,
+) -> (Vec<Hint>, Option<tokio::task::AbortHandle>) {
+    match bind_listener().await {
+        Ok(listener) => {
+            let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+            let dual = listener.local_addr().is_ok_and(|a| a.is_ipv6());
+            let task = tasks.spawn(accept_loop(listener, generation, reports));
+            (direct_hints(port, dual), Some(task))
+        }
+        Err(e) => {
+            tracing::warn!("cannot listen for direct connections: {e}");
+            (Vec::new(), None)
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, generation: u32, reports: Reports) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let accepted = NetEvent::Accepted {
+                    generation,
+                    stream,
+                    peer,
+                };
+                if reports.other.send(accepted).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn bind_listener() -> std::io::Result<TcpListener> {
+    let dual = (|| {
+        let s = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None)?;
+        s.set_only_v6(false)?;
+        s.set_nonblocking(true)?;
+        s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)).into())?;
+        s.listen(1024)?;
+        TcpListener::from_std(s.into())
+    })();
+    match dual {
+        Ok(l) => Ok(l),
+        Err(_) => TcpListener::bind(("0.0.0.0", 0)).await,
+    }
+}
+
+/// One direct hint per non-loopback interface address (IPv6 link-local ones need a scope and are
+/// left out); loopback only when nothing else exists, as Python does.
+fn direct_hints(port: u16, ipv6: bool) -> Vec<Hint> {
+    let addrs: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| i.ip())
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+        .filter(|ip| match ip {
+            IpAddr::V4(_) => true,
+            IpAddr::V6(v6) => ipv6 && (v6.segments()[0] & 0xffc0) != 0xfe80,
+        })
+        .collect();
+    let addrs = if addrs.is_empty() {
+        vec![IpAddr::from([127, 0, 0, 1])]
+    } else {
+        addrs
+    };
+    addrs
+        .into_iter()
+        .map(|ip| Hint::direct(&ip.to_string(), port))
+        .collect()
+}

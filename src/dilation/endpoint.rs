@@ -1,0 +1,1077 @@
+//! One whole Dilation endpoint as a sans-IO state machine: the manager (roles, generations, L1
+//! messages), the L4/L5 [`Session`], the L2 handshakes of every candidate connection, the choice
+//! of the connection (relay grace, KCM hold, dial retries and timeouts), subchannel admission and
+//! pending opens, the unacknowledged-bytes cap and liveness. It never touches a socket or a clock:
+//! the driver feeds it events with an explicit `now` and carries out what it asks for.
+//!
+//! # Call order
+//!
+//! After any `handle_*` call or local request ([`Endpoint::open`], [`Endpoint::listen`], ...), the
+//! driver drains, in this order:
+//! 1. [`Endpoint::poll_action`] until `None`: I/O to carry out (mailbox messages, listening,
+//!    dials, bytes to write on a connection, closing one, starting the selected link);
+//! 2. [`Endpoint::poll_event`] until `None`: what happened, for the application;
+//! 3. [`Endpoint::poll_transmit`] while [`Endpoint::wants_transmit`] and the link's writer has room;
+//! 4. [`Endpoint::poll_timeout`]: when to call [`Endpoint::handle_timeout`] next.
+//!
+//! Records of the selected link are read only while [`Endpoint::wants_read`]; the endpoint is
+//! done once [`Endpoint::is_finished`].
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::config::{DilationConfig, PathKind};
+use super::hints::Hint;
+use super::l1::L1Message;
+use super::l2::{relay_line, L2Connection, L2Event, RecvHalf, Role, SendHalf};
+use super::manager::{DilationError, Manager, ManagerAction, ManagerEvent, State};
+use super::record::{Record, Scid};
+use super::session::{Liveness, Session, SessionEvent};
+use crate::key::{self, Key};
+
+/// Names one TCP connection (dialed or accepted) for the whole life of the endpoint.
+pub type ConnId = u64;
+
+/// Names one [`Endpoint::open`] request; its answer is [`Event::Opened`].
+pub type OpenId = u64;
+
+/// Dial retry backoff: 250 ms doubling to 5 s.
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+/// Peer hints dialed per generation; more are ignored.
+pub const MAX_DIAL_TARGETS: usize = 64;
+
+/// I/O the driver must carry out.
+#[must_use]
+pub enum Action {
+    /// Send this body as the next `dilate-N` mailbox message.
+    SendDilate(Vec<u8>),
+    /// Listen for direct connections of `generation` and report the hints for it with
+    /// [`Endpoint::handle_listening`]; accepted connections go to [`Endpoint::handle_accepted`].
+    Listen { generation: u32 },
+    /// Stop listening.
+    StopListening,
+    /// Open a TCP connection to `host:port`, known as `conn`: report
+    /// [`Endpoint::handle_conn_open`] or [`Endpoint::handle_conn_closed`].
+    Dial {
+        conn: ConnId,
+        host: String,
+        port: u16,
+        path: PathKind,
+    },
+    /// Write these bytes on `conn`, in order.
+    Transmit { conn: ConnId, bytes: Vec<u8> },
+    /// Close `conn` (unless already gone); nothing more is reported for it.
+    Close { conn: ConnId },
+    /// `conn` (whose pending `Transmit`s come first) is now the selected connection: run its
+    /// record I/O with these cipher halves, reporting what arrives with
+    /// [`Endpoint::handle_records`] and writing what [`Endpoint::poll_transmit`] gives.
+    StartLink {
+        conn: ConnId,
+        send: SendHalf,
+        recv: RecvHalf,
+    },
+}
+
+impl std::fmt::Debug for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::SendDilate(b) => write!(f, "SendDilate({})", String::from_utf8_lossy(b)),
+            Action::Listen { generation } => write!(f, "Listen({generation})"),
+            Action::StopListening => write!(f, "StopListening"),
+            Action::Dial {
+                conn,
+                host,
+                port,
+                path,
+            } => write!(f, "Dial({conn}, {path} {host}:{port})"),
+            Action::Transmit { conn, bytes } => {
+                write!(f, "Transmit({conn}, {} bytes)", bytes.len())
+            }
+            Action::Close { conn } => write!(f, "Close({conn})"),
+            Action::StartLink { conn, .. } => write!(f, "StartLink({conn})"),
+        }
+    }
+}
+
+/// What happened, for the application and the driver's subchannel streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum Event {
+    Connecting {
+        role: Role,
+        generation: u32,
+    },
+    Connected {
+        generation: u32,
+        path: PathKind,
+        peer: SocketAddr,
+    },
+    /// The selected connection is gone (why); a new generation follows.
+    ConnectionLost {
+        reason: String,
+    },
+    Reconnecting {
+        generation: u32,
+    },
+    Failed(DilationError),
+    /// The answer to [`Endpoint::open`].
+    Opened {
+        id: OpenId,
+        subprotocol: String,
+        result: Result<Scid, DilationError>,
+    },
+    /// The peer opened a subchannel and it was admitted: hand it to the listener for its
+    /// subprotocol (`listened`), or hold it until one appears.
+    Incoming {
+        scid: Scid,
+        subprotocol: String,
+        listened: bool,
+    },
+    Data {
+        scid: Scid,
+        data: Vec<u8>,
+    },
+    /// The peer sent its CLOSE: no more data will come.
+    ReadClosed {
+        scid: Scid,
+    },
+    /// Both sides closed the subchannel: writes are refused from now on.
+    Closed {
+        scid: Scid,
+    },
+    /// This many DATA bytes went to the connection for the first time, or were refused: writers
+    /// may queue as much again.
+    Sent {
+        data_bytes: usize,
+    },
+}
+
+enum ConnState {
+    Dialing {
+        deadline: Instant,
+    },
+    Handshaking {
+        l2: Box<L2Connection>,
+        deadline: Instant,
+        /// Follower on a relay connection: when our held KCM goes out.
+        release_at: Option<Instant>,
+    },
+    /// Leader: the Follower's KCM arrived; the connection waits to be selected.
+    Candidate {
+        l2: Box<L2Connection>,
+        records: Vec<Record>,
+        since: Instant,
+    },
+    Selected,
+}
+
+struct Conn {
+    generation: u32,
+    path: PathKind,
+    peer: Option<SocketAddr>,
+    /// The dial target this connection serves (retried when it fails).
+    target: Option<usize>,
+    state: ConnState,
+}
+
+/// A peer (or our relay) hint being dialed in the current generation.
+struct Target {
+    host: String,
+    port: u16,
+    path: PathKind,
+    delay: Duration,
+    retry_at: Option<Instant>,
+    done: bool,
+}
+
+/// The sans-IO Dilation endpoint. See the module documentation for the call order.
+pub struct Endpoint {
+    config: DilationConfig,
+    manager: Manager,
+    session: Option<Session>,
+    psk: Option<Key>,
+    peer_versions: Option<Vec<String>>,
+    conns: HashMap<ConnId, Conn>,
+    next_conn: ConnId,
+    selected: Option<ConnId>,
+    listening: Option<u32>,
+    targets: Vec<Target>,
+    /// A direct connection can still win this generation: we listen, or the peer sent direct
+    /// hints.
+    direct_possible: bool,
+    grace: Option<Instant>,
+    listeners: HashSet<String>,
+    held: HashMap<String, usize>,
+    subchannels: usize,
+    pending_opens: Vec<(OpenId, String)>,
+    next_open: OpenId,
+    paused: HashSet<Scid>,
+    closing: Option<Instant>,
+    actions: VecDeque<Action>,
+    events: VecDeque<Event>,
+}
+
+impl Endpoint {
+    /// A new endpoint whose Dilation side is `side` (16 hex digits; the larger side leads).
+    pub fn new(config: DilationConfig, side: &str) -> Endpoint {
+        Endpoint {
+            manager: Manager::new(side, config.generation_timeout),
+            config,
+            session: None,
+            psk: None,
+            peer_versions: None,
+            conns: HashMap::new(),
+            next_conn: 0,
+            selected: None,
+            listening: None,
+            targets: Vec::new(),
+            direct_possible: false,
+            grace: None,
+            listeners: HashSet::new(),
+            held: HashMap::new(),
+            subchannels: 0,
+            pending_opens: Vec::new(),
+            next_open: 0,
+            paused: HashSet::new(),
+            closing: None,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    // ---- polling -------------------------------------------------------------------------------
+
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Endpoint::handle_timeout`] is due next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let conns = self.conns.values().filter_map(|c| match &c.state {
+            ConnState::Dialing { deadline } => Some(*deadline),
+            ConnState::Handshaking {
+                deadline,
+                release_at,
+                ..
+            } => Some(release_at.map_or(*deadline, |r| r.min(*deadline))),
+            _ => None,
+        });
+        let retries = self.targets.iter().filter_map(|t| t.retry_at);
+        [
+            self.manager.poll_timeout(),
+            self.session.as_ref().and_then(Session::poll_timeout),
+            self.grace,
+            self.closing,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(conns)
+        .chain(retries)
+        .min()
+    }
+
+    /// Hands the records due on the selected connection to `send`, until about `budget` bytes;
+    /// returns whether more wait.
+    #[must_use]
+    pub fn poll_transmit(&mut self, budget: usize, send: impl FnMut(&Arc<Record>)) -> bool {
+        let more = match (self.selected, self.session.as_mut()) {
+            (Some(_), Some(s)) => s.transmit(budget, send),
+            _ => false,
+        };
+        self.drain_session();
+        more
+    }
+
+    /// Whether records wait for the selected connection.
+    pub fn wants_transmit(&self) -> bool {
+        self.selected.is_some() && self.session.as_ref().is_some_and(Session::wants_transmit)
+    }
+
+    /// Whether the selected link's records may be read now (no subchannel's buffer is full).
+    pub fn wants_read(&self) -> bool {
+        self.paused.is_empty()
+    }
+
+    /// Subchannels whose buffer was reported full (see [`Endpoint::handle_backlog`]).
+    pub fn paused(&self) -> impl Iterator<Item = Scid> + '_ {
+        self.paused.iter().copied()
+    }
+
+    /// After [`Endpoint::close`]: everything was acknowledged, or the flush deadline passed.
+    pub fn is_finished(&self, now: Instant) -> bool {
+        self.closing.is_some_and(|deadline| {
+            now >= deadline || self.session.as_ref().is_none_or(|s| s.unacked_bytes() == 0)
+        })
+    }
+
+    pub fn role(&self) -> Option<Role> {
+        self.manager.role()
+    }
+
+    pub fn generation(&self) -> u32 {
+        self.manager.generation()
+    }
+
+    pub fn manager_state(&self) -> State {
+        self.manager.state()
+    }
+
+    /// The selected connection, if any.
+    pub fn selected(&self) -> Option<ConnId> {
+        self.selected
+    }
+
+    /// Bytes sent and not yet acknowledged by the peer.
+    pub fn unacked_bytes(&self) -> usize {
+        self.session.as_ref().map_or(0, Session::unacked_bytes)
+    }
+
+    // ---- the wormhole --------------------------------------------------------------------------
+
+    /// The key was confirmed: its Dilation key is the L2 pre-shared key.
+    pub fn handle_key(&mut self, now: Instant, psk: Key) {
+        self.psk = Some(psk);
+        self.maybe_start(now);
+    }
+
+    /// The peer's `version` message was read: the Dilation versions it can speak.
+    pub fn handle_peer_versions(&mut self, now: Instant, versions: Vec<String>) {
+        if self.peer_versions.is_some() {
+            return;
+        }
+        self.peer_versions = Some(versions);
+        self.maybe_start(now);
+    }
+
+    /// A `dilate-N` message body from the peer, in order.
+    pub fn handle_dilate(&mut self, now: Instant, body: &[u8]) {
+        match L1Message::parse(body) {
+            Ok(msg) => self.manager.received(now, msg),
+            Err(e) => tracing::warn!("ignoring Dilation message: {e}"),
+        }
+        self.drive(now);
+    }
+
+    fn maybe_start(&mut self, now: Instant) {
+        if self.manager.state() != State::Waiting || self.psk.is_none() {
+            return;
+        }
+        if let Some(versions) = &self.peer_versions {
+            self.manager.start(now, versions);
+            self.drive(now);
+        }
+    }
+
+    // ---- connections ---------------------------------------------------------------------------
+
+    /// Our listener for `generation` is up (or could not be: no hints); these are its hints.
+    pub fn handle_listening(&mut self, now: Instant, generation: u32, mut hints: Vec<Hint>) {
+        if self.listening != Some(generation) || self.manager.state() != State::Connecting {
+            return;
+        }
+        self.direct_possible |= !hints.is_empty();
+        hints.extend(self.config.relay.as_ref().map(|r| r.hint()));
+        self.manager.send_hints(hints);
+        self.drive(now);
+    }
+
+    /// Our listener of `generation` accepted a connection: its id, or `None` to drop it.
+    #[must_use]
+    pub fn handle_accepted(
+        &mut self,
+        now: Instant,
+        generation: u32,
+        peer: SocketAddr,
+    ) -> Option<ConnId> {
+        if self.listening != Some(generation) || self.manager.state() != State::Connecting {
+            return None;
+        }
+        let conn = self.new_conn(now, PathKind::Direct, None);
+        self.handle_conn_open(now, conn, peer);
+        Some(conn)
+    }
+
+    /// A dial of ours connected.
+    pub fn handle_conn_open(&mut self, now: Instant, conn: ConnId, peer: SocketAddr) {
+        let (Some(c), Some(psk), Some(role)) =
+            (self.conns.get_mut(&conn), self.psk, self.manager.role())
+        else {
+            return;
+        };
+        if !matches!(c.state, ConnState::Dialing { .. }) {
+            return;
+        }
+        let line = (c.path == PathKind::Relay)
+            .then(|| relay_line(&key::relay_token(&psk), self.manager.side()));
+        let mut l2 = Box::new(L2Connection::new(role, &psk, line));
+        if role == Role::Follower && c.path == PathKind::Relay {
+            l2.hold_kcm();
+        }
+        c.peer = Some(peer);
+        c.state = ConnState::Handshaking {
+            l2,
+            deadline: now + self.config.handshake_timeout,
+            release_at: None,
+        };
+        self.flush_conn(conn);
+    }
+
+    /// Bytes read from a connection that is not (yet) the started link.
+    pub fn handle_conn_data(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let l2 = match &mut c.state {
+            ConnState::Handshaking { l2, .. } | ConnState::Candidate { l2, .. } => l2,
+            _ => return,
+        };
+        if let Err(e) = l2.receive(data) {
+            tracing::debug!("connection {conn} failed: {e}");
+            self.conn_failed(now, conn);
+            return;
+        }
+        self.advance_conn(now, conn);
+        self.drive(now);
+    }
+
+    /// A connection closed or failed (before or after it was selected).
+    pub fn handle_conn_closed(&mut self, now: Instant, conn: ConnId, reason: &str) {
+        if self.selected == Some(conn) {
+            self.drop_link(now, reason);
+        } else if self.conns.contains_key(&conn) {
+            tracing::debug!("connection {conn} closed: {reason}");
+            self.conn_failed(now, conn);
+        }
+        self.drive(now);
+    }
+
+    /// Records read from the selected link `conn` (stale links' records are ignored).
+    pub fn handle_records(&mut self, now: Instant, conn: ConnId, records: Vec<Record>) {
+        if self.selected != Some(conn) {
+            return;
+        }
+        if let Some(s) = self.session.as_mut() {
+            for r in records {
+                s.received(r);
+            }
+        }
+        self.drive(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.grace.is_some_and(|g| now >= g) {
+            self.grace = None;
+            self.select_best_candidate(now);
+        }
+        if let Some(s) = self.session.as_mut() {
+            if s.handle_timeout(now) == Liveness::Dead {
+                let reason = format!(
+                    "no PONG for a whole ping interval ({:?})",
+                    self.config.ping_interval
+                );
+                self.drop_link(now, &reason);
+            }
+        }
+        let expired: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| match &c.state {
+                ConnState::Dialing { deadline } | ConnState::Handshaking { deadline, .. } => {
+                    now >= *deadline
+                }
+                _ => false,
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in expired {
+            tracing::debug!("connection {conn} timed out");
+            self.conn_failed(now, conn);
+        }
+        let releases: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                matches!(c.state, ConnState::Handshaking { release_at: Some(r), .. } if now >= r)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in releases {
+            if let Some(ConnState::Handshaking { l2, release_at, .. }) =
+                self.conns.get_mut(&conn).map(|c| &mut c.state)
+            {
+                *release_at = None;
+                l2.release_kcm();
+            }
+            self.flush_conn(conn);
+        }
+        for i in 0..self.targets.len() {
+            if self.targets[i].retry_at.is_some_and(|r| now >= r) {
+                self.targets[i].retry_at = None;
+                self.dial(now, i);
+            }
+        }
+        self.manager.handle_timeout(now);
+        self.drive(now);
+    }
+
+    // ---- subchannels ---------------------------------------------------------------------------
+
+    /// Opens a subchannel for `subprotocol`; the answer comes as [`Event::Opened`] (at once once
+    /// the roles are known, before that when they are).
+    pub fn open(&mut self, subprotocol: &str) -> OpenId {
+        let id = self.next_open;
+        self.next_open += 1;
+        if subprotocol.is_empty() {
+            self.events.push_back(Event::Opened {
+                id,
+                subprotocol: String::new(),
+                result: Err(DilationError::EmptySubprotocol),
+            });
+        } else if self.session.is_some() {
+            self.open_now(id, subprotocol.to_string());
+        } else {
+            self.pending_opens.push((id, subprotocol.to_string()));
+        }
+        id
+    }
+
+    fn open_now(&mut self, id: OpenId, subprotocol: String) {
+        let result = match self.session.as_mut() {
+            Some(s) => s.open(&subprotocol).map_err(|_| DilationError::Stopped),
+            None => Err(DilationError::Stopped),
+        };
+        if result.is_ok() {
+            self.subchannels += 1;
+        }
+        self.events.push_back(Event::Opened {
+            id,
+            subprotocol,
+            result,
+        });
+    }
+
+    /// Someone listens for `subprotocol` now: held subchannels for it are theirs.
+    pub fn listen(&mut self, subprotocol: &str) {
+        self.held.remove(subprotocol);
+        self.listeners.insert(subprotocol.to_string());
+    }
+
+    /// The listener for `subprotocol` went away (a subchannel meant for it is held again).
+    pub fn listener_gone(&mut self, subprotocol: &str) {
+        if self.listeners.remove(subprotocol) {
+            *self.held.entry(subprotocol.to_string()).or_default() += 1;
+        }
+    }
+
+    /// Queues DATA on a subchannel; `false` if the subchannel cannot take it (the bytes are
+    /// reported back as [`Event::Sent`]).
+    pub fn send_data(&mut self, scid: Scid, data: Vec<u8>) -> bool {
+        let n = data.len();
+        let ok = self
+            .session
+            .as_mut()
+            .is_some_and(|s| s.send_data(scid, data).is_ok());
+        if !ok {
+            self.events.push_back(Event::Sent { data_bytes: n });
+        }
+        ok
+    }
+
+    /// No more data from us on `scid`.
+    pub fn close_subchannel(&mut self, scid: Scid) {
+        if let Some(s) = self.session.as_mut() {
+            let _ = s.close(scid);
+        }
+        self.drain_session();
+    }
+
+    /// The application dropped its stream for `scid`: what arrives for it is discarded.
+    pub fn subchannel_dropped(&mut self, scid: Scid) {
+        self.subchannels = self.subchannels.saturating_sub(1);
+        self.paused.remove(&scid);
+        self.update_cap();
+    }
+
+    /// The receive buffer of `scid` went over its limit (`true`) or back under it.
+    pub fn handle_backlog(&mut self, scid: Scid, over: bool) {
+        match over {
+            true => self.paused.insert(scid),
+            false => self.paused.remove(&scid),
+        };
+        self.update_cap();
+    }
+
+    /// While we do not read, the peer's ACKs cannot arrive: keeping the tight cap then lets two
+    /// peers that each wait for the other (an echo through both) deadlock.
+    fn update_cap(&mut self) {
+        let limit = match self.paused.is_empty() {
+            true => self.config.unacked_limit,
+            false => self
+                .config
+                .unacked_limit
+                .max(self.config.paused_unacked_limit),
+        };
+        if let Some(s) = self.session.as_mut() {
+            s.set_unacked_limit(limit);
+        }
+    }
+
+    /// Flush what was sent (bounded by the flush timeout), then [`Endpoint::is_finished`].
+    pub fn close(&mut self, now: Instant) {
+        if self.closing.is_none() {
+            self.closing = Some(now + self.config.flush_timeout);
+        }
+    }
+
+    /// Stops everything: connections, listener, connecting.
+    pub fn stop(&mut self, now: Instant) {
+        self.manager.stop();
+        self.drive(now);
+        self.end_generation();
+        if let Some(conn) = self.selected.take() {
+            self.conns.remove(&conn);
+            self.actions.push_back(Action::Close { conn });
+        }
+    }
+
+    // ---- internals -----------------------------------------------------------------------------
+
+    /// Carries out what the manager and the session want, until nothing is left.
+    fn drive(&mut self, now: Instant) {
+        loop {
+            let mut progressed = false;
+            while let Some(action) = self.manager.poll_action() {
+                progressed = true;
+                self.manager_action(now, action);
+            }
+            while let Some(event) = self.manager.poll_event() {
+                progressed = true;
+                self.manager_event(event);
+            }
+            progressed |= self.drain_session();
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn drain_session(&mut self) -> bool {
+        let mut progressed = false;
+        while let Some(event) = self.session.as_mut().and_then(Session::poll_event) {
+            progressed = true;
+            self.session_event(event);
+        }
+        progressed
+    }
+
+    fn manager_action(&mut self, now: Instant, action: ManagerAction) {
+        match action {
+            ManagerAction::Send(msg) => self.actions.push_back(Action::SendDilate(msg.encode())),
+            ManagerAction::StartConnecting { role, generation } => {
+                self.ensure_session(role);
+                self.end_generation();
+                if !self.config.no_listen {
+                    self.listening = Some(generation);
+                    self.actions.push_back(Action::Listen { generation });
+                } else if let Some(relay) = &self.config.relay {
+                    self.manager.send_hints(vec![relay.hint()]);
+                }
+                if let Some(relay) = self.config.relay.clone() {
+                    self.add_target(now, relay.host, relay.port, PathKind::Relay);
+                }
+            }
+            ManagerAction::UseHints(hints) => self.use_hints(now, hints),
+            ManagerAction::StopConnecting => self.end_generation(),
+            ManagerAction::DropConnection => self.drop_link(now, "dropped on request"),
+        }
+    }
+
+    fn manager_event(&mut self, event: ManagerEvent) {
+        match event {
+            ManagerEvent::Connecting { role, generation } => self
+                .events
+                .push_back(Event::Connecting { role, generation }),
+            ManagerEvent::Connected { .. } => {} // reported with its path at selection
+            ManagerEvent::Reconnecting { generation } => {
+                self.events.push_back(Event::Reconnecting { generation })
+            }
+            ManagerEvent::Failed(e) => {
+                for (id, subprotocol) in std::mem::take(&mut self.pending_opens) {
+                    self.events.push_back(Event::Opened {
+                        id,
+                        subprotocol,
+                        result: Err(e.clone()),
+                    });
+                }
+                self.events.push_back(Event::Failed(e));
+            }
+        }
+    }
+
+    fn session_event(&mut self, event: SessionEvent) {
+        let event = match event {
+            SessionEvent::Incoming { scid, subprotocol } => {
+                return self.incoming(scid, subprotocol)
+            }
+            SessionEvent::Data { scid, data } => Event::Data { scid, data },
+            SessionEvent::ReadClosed { scid } => Event::ReadClosed { scid },
+            SessionEvent::Closed { scid } => Event::Closed { scid },
+            SessionEvent::Sent { data_bytes } => Event::Sent { data_bytes },
+        };
+        self.events.push_back(event);
+    }
+
+    /// A subchannel the peer opened: to its listener, or held until one appears (bounded).
+    fn incoming(&mut self, scid: Scid, subprotocol: String) {
+        let listened = self.listeners.contains(&subprotocol);
+        let held = self.held.get(&subprotocol).copied().unwrap_or(0);
+        let refuse = if self.subchannels >= self.config.max_subchannels {
+            Some("too many subchannels")
+        } else if !listened && held >= self.config.max_pending_opens {
+            Some("too many waiting for a listener")
+        } else {
+            None
+        };
+        if let Some(why) = refuse {
+            tracing::warn!("closing subchannel {scid} ({subprotocol:?}): {why}");
+            if let Some(s) = self.session.as_mut() {
+                let _ = s.close(scid);
+            }
+            return;
+        }
+        if !listened {
+            *self.held.entry(subprotocol.clone()).or_default() += 1;
+        }
+        self.subchannels += 1;
+        self.events.push_back(Event::Incoming {
+            scid,
+            subprotocol,
+            listened,
+        });
+    }
+
+    fn ensure_session(&mut self, role: Role) {
+        if self.session.is_some() {
+            return;
+        }
+        let c = &self.config;
+        let mut session = Session::new(
+            role,
+            c.unacked_limit,
+            c.ping_interval,
+            self.manager.peer_half_close(),
+        );
+        if !self.paused.is_empty() {
+            session.set_unacked_limit(c.unacked_limit.max(c.paused_unacked_limit));
+        }
+        self.session = Some(session);
+        for (id, subprotocol) in std::mem::take(&mut self.pending_opens) {
+            self.open_now(id, subprotocol);
+        }
+    }
+
+    fn new_conn(&mut self, now: Instant, path: PathKind, target: Option<usize>) -> ConnId {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        self.conns.insert(
+            conn,
+            Conn {
+                generation: self.manager.generation(),
+                path,
+                peer: None,
+                target,
+                state: ConnState::Dialing {
+                    deadline: now + self.config.connect_timeout,
+                },
+            },
+        );
+        conn
+    }
+
+    fn use_hints(&mut self, now: Instant, hints: Vec<Hint>) {
+        for hint in hints {
+            match hint {
+                Hint::DirectTcp { hostname, port, .. } => {
+                    self.direct_possible = true;
+                    self.add_target(now, hostname, port, PathKind::Direct);
+                }
+                Hint::Relay(inner) => {
+                    for h in inner {
+                        if let Hint::DirectTcp { hostname, port, .. } = h {
+                            let ours = self
+                                .config
+                                .relay
+                                .as_ref()
+                                .is_some_and(|r| r.host == hostname && r.port == port);
+                            if !ours {
+                                self.add_target(now, hostname, port, PathKind::Relay);
+                            }
+                        }
+                    }
+                }
+                Hint::TorTcp { .. } => tracing::debug!("skipping a Tor hint"),
+            }
+        }
+    }
+
+    fn add_target(&mut self, now: Instant, host: String, port: u16, path: PathKind) {
+        let known = self
+            .targets
+            .iter()
+            .any(|t| t.host == host && t.port == port && t.path == path);
+        if known {
+            return;
+        }
+        if self.targets.len() >= MAX_DIAL_TARGETS {
+            tracing::warn!("ignoring hint {host}:{port}: {MAX_DIAL_TARGETS} already dialed");
+            return;
+        }
+        self.targets.push(Target {
+            host,
+            port,
+            path,
+            delay: FIRST_RETRY,
+            retry_at: None,
+            done: false,
+        });
+        self.dial(now, self.targets.len() - 1);
+    }
+
+    fn dial(&mut self, now: Instant, target: usize) {
+        let t = &self.targets[target];
+        if t.done {
+            return;
+        }
+        let (host, port, path) = (t.host.clone(), t.port, t.path);
+        let conn = self.new_conn(now, path, Some(target));
+        self.actions.push_back(Action::Dial {
+            conn,
+            host,
+            port,
+            path,
+        });
+    }
+
+    /// A connection that is not the selected one failed: forget it, retry its target later.
+    fn conn_failed(&mut self, now: Instant, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        self.actions.push_back(Action::Close { conn });
+        if c.generation != self.manager.generation() || self.manager.state() != State::Connecting {
+            return;
+        }
+        if let Some(t) = c.target.and_then(|i| self.targets.get_mut(i)) {
+            t.retry_at = Some(now + t.delay);
+            t.delay = (t.delay * 2).min(MAX_RETRY);
+        }
+    }
+
+    /// Writes what the connection's L2 has to send.
+    fn flush_conn(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if let ConnState::Handshaking { l2, .. } | ConnState::Candidate { l2, .. } =
+                &mut c.state
+            {
+                if l2.has_output() {
+                    let bytes = l2.take_output();
+                    self.actions.push_back(Action::Transmit { conn, bytes });
+                }
+            }
+        }
+    }
+
+    /// Moves a handshaking connection along: KCM hold, readiness, selection.
+    fn advance_conn(&mut self, now: Instant, conn: ConnId) {
+        let role = self.manager.role();
+        let direct_possible = self.direct_possible;
+        let grace = self.config.relay_grace;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let mut ready = false;
+        match &mut c.state {
+            ConnState::Handshaking { l2, release_at, .. } => {
+                if l2.kcm_held() && release_at.is_none() {
+                    // give a direct connection the chance to reach the Leader first
+                    match direct_possible {
+                        true => *release_at = Some(now + grace),
+                        false => l2.release_kcm(),
+                    }
+                }
+                let mut records = Vec::new();
+                while let Some(e) = l2.poll_event() {
+                    match e {
+                        L2Event::Ready => ready = true,
+                        L2Event::Record(r) if ready => records.push(r),
+                        L2Event::Record(_) => {}
+                    }
+                }
+                if ready {
+                    let ConnState::Handshaking { l2, .. } =
+                        std::mem::replace(&mut c.state, ConnState::Selected)
+                    else {
+                        unreachable!()
+                    };
+                    c.state = ConnState::Candidate {
+                        l2,
+                        records,
+                        since: now,
+                    };
+                }
+            }
+            ConnState::Candidate { l2, records, .. } => {
+                while let Some(e) = l2.poll_event() {
+                    if let L2Event::Record(r) = e {
+                        records.push(r);
+                    }
+                }
+            }
+            _ => {}
+        }
+        let path = c.path;
+        self.flush_conn(conn);
+        if !ready || self.selected.is_some() {
+            return;
+        }
+        match (role, path) {
+            (Some(Role::Follower), _) | (Some(Role::Leader), PathKind::Direct) => {
+                self.select(now, conn)
+            }
+            (Some(Role::Leader), PathKind::Relay) => {
+                if !self.direct_possible {
+                    self.select(now, conn);
+                } else if self.grace.is_none() {
+                    self.grace = Some(now + self.config.relay_grace);
+                }
+            }
+            (None, _) => {}
+        }
+    }
+
+    /// The Leader's relay grace ended: the oldest waiting candidate wins.
+    fn select_best_candidate(&mut self, now: Instant) {
+        if self.selected.is_some() {
+            return;
+        }
+        let best = self
+            .conns
+            .iter()
+            .filter_map(|(id, c)| match &c.state {
+                ConnState::Candidate { since, .. } => Some((*since, *id)),
+                _ => None,
+            })
+            .min();
+        if let Some((_, conn)) = best {
+            self.select(now, conn);
+        }
+    }
+
+    fn select(&mut self, now: Instant, conn: ConnId) {
+        let Some(mut c) = self.conns.remove(&conn) else {
+            return;
+        };
+        let ConnState::Candidate {
+            mut l2, records, ..
+        } = std::mem::replace(&mut c.state, ConnState::Selected)
+        else {
+            self.conns.insert(conn, c);
+            return;
+        };
+        if self.manager.role() == Some(Role::Leader) {
+            l2.select();
+        }
+        if l2.has_output() {
+            let bytes = l2.take_output();
+            self.actions.push_back(Action::Transmit { conn, bytes });
+        }
+        let Some((send, recv)) = l2.into_halves() else {
+            self.actions.push_back(Action::Close { conn });
+            return;
+        };
+        // every other connection of this generation, and the listener, go
+        self.end_generation();
+        let peer = c
+            .peer
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let path = c.path;
+        self.conns.insert(conn, c);
+        self.selected = Some(conn);
+        self.actions
+            .push_back(Action::StartLink { conn, send, recv });
+        let session = self
+            .session
+            .as_mut()
+            .expect("a session exists once connecting");
+        session.connection_made(now);
+        for r in records {
+            session.received(r);
+        }
+        self.manager.connection_made(now);
+        tracing::info!(
+            "dilation connected: generation {}, {path} via {peer}",
+            self.manager.generation()
+        );
+        self.events.push_back(Event::Connected {
+            generation: self.manager.generation(),
+            path,
+            peer,
+        });
+        self.drive(now);
+    }
+
+    /// Closes every connection but the selected one, stops listening, forgets the targets.
+    fn end_generation(&mut self) {
+        let others: Vec<ConnId> = self
+            .conns
+            .keys()
+            .copied()
+            .filter(|id| Some(*id) != self.selected)
+            .collect();
+        for conn in others {
+            self.conns.remove(&conn);
+            self.actions.push_back(Action::Close { conn });
+        }
+        if self.listening.take().is_some() {
+            self.actions.push_back(Action::StopListening);
+        }
+        self.targets.clear();
+        self.grace = None;
+        self.direct_possible = false;
+    }
+
+    /// Drops the selected connection, if any, and starts what follows its loss.
+    fn drop_link(&mut self, now: Instant, reason: &str) {
+        let Some(conn) = self.selected.take() else {
+            return;
+        };
+        self.conns.remove(&conn);
+        self.actions.push_back(Action::Close { conn });
+        tracing::info!("dilation connection lost: {reason}");
+        self.events.push_back(Event::ConnectionLost {
+            reason: reason.to_string(),
+        });
+        if let Some(s) = self.session.as_mut() {
+            s.connection_lost();
+        }
+        self.manager.connection_lost(now);
+    }
+}
+
+#[cfg(test)]
+#[path = "endpoint_harness.rs"]
+pub(crate) mod harness;
+
+#[cfg(test)]
+#[path = "endpoint_tests.rs"]
+mod tests;

@@ -1,0 +1,598 @@
+//! Whole Dilation endpoints against each other on virtual time (see `endpoint_harness.rs`): every
+//! reconnect path, and seeded random fault schedules asserting exactly-once, in-order delivery.
+
+use std::time::Duration;
+
+use super::harness::{config, Pair, Rng};
+use super::*;
+
+const LEADER: usize = 0;
+const FOLLOWER: usize = 1;
+const SECOND: Duration = Duration::from_secs(1);
+
+fn connected_pair() -> Pair {
+    let mut pair = Pair::default_pair();
+    pair.start_dilation();
+    assert!(
+        pair.run_until(10 * SECOND, Pair::connected),
+        "did not connect"
+    );
+    pair
+}
+
+/// A stream of seeded bytes from peer `from`, written in chunks.
+struct Stream {
+    from: usize,
+    name: String,
+    open: OpenId,
+    payload: Vec<u8>,
+    written: usize,
+    closed: bool,
+}
+
+impl Stream {
+    fn new(pair: &mut Pair, from: usize, name: &str, len: usize, rng: &mut Rng) -> Stream {
+        pair.peers[1 - from].ep.listen(name);
+        Stream {
+            from,
+            name: name.into(),
+            open: pair.open(from, name),
+            payload: rng.bytes(len),
+            written: 0,
+            closed: false,
+        }
+    }
+
+    /// Writes the next chunk (and CLOSE after the last one); false once everything is written.
+    fn write(&mut self, pair: &mut Pair, chunk: usize) -> bool {
+        let Some(scid) = pair.scid(self.from, self.open) else {
+            return true; // not open yet
+        };
+        if self.written < self.payload.len() {
+            let end = (self.written + chunk).min(self.payload.len());
+            let data = self.payload[self.written..end].to_vec();
+            assert!(pair.peers[self.from].ep.send_data(scid, data));
+            self.written = end;
+        } else if !self.closed {
+            pair.peers[self.from].ep.close_subchannel(scid);
+            self.closed = true;
+        }
+        pair.pump();
+        !self.closed
+    }
+
+    /// What the other peer received on this stream.
+    fn received<'a>(&self, pair: &'a Pair) -> Option<&'a [u8]> {
+        let other = &pair.peers[1 - self.from];
+        let scid = other
+            .incoming
+            .iter()
+            .find(|(_, name)| *name == self.name)?
+            .0;
+        Some(other.received.get(&scid).map_or(&[][..], Vec::as_slice))
+    }
+
+    fn complete(&self, pair: &Pair) -> bool {
+        let other = &pair.peers[1 - self.from];
+        let done = other
+            .incoming
+            .iter()
+            .find(|(_, name)| *name == self.name)
+            .is_some_and(|(scid, _)| other.read_closed.contains(scid));
+        done && self
+            .received(pair)
+            .is_some_and(|r| r.len() == self.payload.len())
+    }
+}
+
+/// Writes every stream to its end, running `slice` of virtual time between chunks.
+fn write_all(pair: &mut Pair, streams: &mut [Stream], chunk: usize, slice: Duration) {
+    for _ in 0..100_000 {
+        let mut more = false;
+        for s in streams.iter_mut() {
+            more |= s.write(pair, chunk);
+        }
+        if !more {
+            return;
+        }
+        pair.run_for(slice);
+    }
+    panic!("streams were not written");
+}
+
+fn assert_intact(pair: &Pair, streams: &[Stream]) {
+    for s in streams {
+        let got = s.received(pair).expect("the stream arrived");
+        assert_eq!(got.len(), s.payload.len(), "{}: length", s.name);
+        assert!(got == &s.payload[..], "{}: bytes differ", s.name);
+    }
+}
+
+#[test]
+fn connects_direct_in_both_roles_and_carries_data_both_ways() {
+    let mut pair = connected_pair();
+    assert_eq!(pair.peers[LEADER].ep.role(), Some(Role::Leader));
+    assert_eq!(pair.peers[FOLLOWER].ep.role(), Some(Role::Follower));
+    assert_eq!(pair.last_connected(LEADER), Some((0, PathKind::Direct)));
+    assert_eq!(pair.last_connected(FOLLOWER), Some((0, PathKind::Direct)));
+    // the relay connections of the generation are closed once direct won
+    let mut rng = Rng::new(1);
+    let mut streams = vec![
+        Stream::new(&mut pair, LEADER, "a", 300_000, &mut rng),
+        Stream::new(&mut pair, FOLLOWER, "b", 300_000, &mut rng),
+    ];
+    write_all(&mut pair, &mut streams, 16 * 1024, Duration::from_millis(1));
+    assert!(pair.run_until(10 * SECOND, |p| streams.iter().all(|s| s.complete(p))));
+    assert_intact(&pair, &streams);
+    let acked = |p: &Pair| p.peers.iter().all(|p| p.ep.unacked_bytes() == 0);
+    assert!(pair.run_until(SECOND, acked), "everything is acknowledged");
+}
+
+#[test]
+fn relay_only_selects_the_relay_at_once_without_a_grace_period() {
+    let (mut c0, mut c1) = (config("ffffffffffffffff"), config("0000000000000001"));
+    c0.no_listen = true;
+    c1.no_listen = true;
+    let grace = c0.relay_grace;
+    let mut pair = Pair::new(c0, c1);
+    pair.start_dilation();
+    assert!(pair.run_until(10 * SECOND, Pair::connected));
+    assert_eq!(pair.last_connected(LEADER), Some((0, PathKind::Relay)));
+    assert!(
+        pair.elapsed() < Duration::from_millis(100),
+        "connected after {:?} (the grace is {grace:?}: no direct path can win here)",
+        pair.elapsed()
+    );
+}
+
+#[test]
+fn leader_waits_the_relay_grace_while_a_direct_path_is_possible() {
+    let mut pair = Pair::default_pair();
+    pair.direct_refused = true; // hints are exchanged, but no direct dial gets through
+    let grace = config("00").relay_grace;
+    pair.start_dilation();
+    assert!(pair.run_until(10 * SECOND, Pair::connected));
+    assert_eq!(pair.last_connected(LEADER), Some((0, PathKind::Relay)));
+    assert!(pair.elapsed() >= grace, "{:?}", pair.elapsed());
+    assert!(pair.elapsed() < grace * 3, "{:?}", pair.elapsed());
+}
+
+#[test]
+fn a_direct_path_beats_the_relay() {
+    let pair = connected_pair();
+    assert_eq!(pair.last_connected(LEADER), Some((0, PathKind::Direct)));
+    // both peers dialed the relay too, and the relay connections lost the race
+    for p in &pair.peers {
+        assert!(p.dials.iter().any(|d| d.2 == PathKind::Relay));
+    }
+}
+
+#[test]
+fn opens_before_the_roles_are_known_are_answered_once_connected() {
+    let mut pair = Pair::default_pair();
+    let mut rng = Rng::new(2);
+    let mut streams = vec![Stream::new(&mut pair, FOLLOWER, "early", 10_000, &mut rng)];
+    assert_eq!(pair.scid(FOLLOWER, streams[0].open), None);
+    pair.start_dilation();
+    assert!(pair.run_until(10 * SECOND, Pair::connected));
+    assert_eq!(
+        pair.scid(FOLLOWER, streams[0].open),
+        Some(2),
+        "the Follower's ids are even"
+    );
+    write_all(&mut pair, &mut streams, 4096, Duration::from_millis(1));
+    assert!(pair.run_until(10 * SECOND, |p| streams[0].complete(p)));
+    assert_intact(&pair, &streams);
+}
+
+#[test]
+fn an_empty_subprotocol_is_refused() {
+    let mut pair = connected_pair();
+    let id = pair.open(LEADER, "");
+    assert!(pair.peers[LEADER].events.iter().any(|e| matches!(
+        e,
+        Event::Opened { id: i, result: Err(DilationError::EmptySubprotocol), .. } if *i == id
+    )));
+}
+
+/// A cut at each point of the connection's life: the session comes back and nothing is lost or
+/// duplicated.
+#[test]
+fn a_cut_in_every_manager_state_loses_and_duplicates_nothing() {
+    // cut after this much time from the start: during the dials and handshakes (Connecting),
+    // right at selection, and while connected with data in flight
+    for at_ms in [4, 6, 9, 12, 16, 25, 40, 200] {
+        let mut pair = Pair::default_pair();
+        let mut rng = Rng::new(at_ms);
+        let mut streams = vec![
+            Stream::new(&mut pair, LEADER, "a", 100_000, &mut rng),
+            Stream::new(&mut pair, FOLLOWER, "b", 100_000, &mut rng),
+        ];
+        pair.start_dilation();
+        pair.run_for(Duration::from_millis(at_ms));
+        let state = pair.peers[LEADER].ep.manager_state();
+        pair.cut();
+        write_all(&mut pair, &mut streams, 8192, Duration::from_millis(1));
+        assert!(
+            pair.run_until(30 * SECOND, |p| streams.iter().all(|s| s.complete(p))),
+            "cut at {at_ms} ms ({state:?}) did not recover"
+        );
+        assert_intact(&pair, &streams);
+    }
+}
+
+#[test]
+fn a_cut_while_connected_is_replaced_and_unacknowledged_data_is_resent() {
+    let mut pair = connected_pair();
+    let mut rng = Rng::new(3);
+    let mut streams = vec![
+        Stream::new(&mut pair, LEADER, "a", 200_000, &mut rng),
+        Stream::new(&mut pair, FOLLOWER, "b", 200_000, &mut rng),
+    ];
+    // write half, cut with records in flight, write the rest
+    for _ in 0..12 {
+        for s in streams.iter_mut() {
+            s.write(&mut pair, 8192);
+        }
+    }
+    assert!(pair.peers[LEADER].ep.unacked_bytes() > 0);
+    pair.cut();
+    write_all(&mut pair, &mut streams, 8192, Duration::from_millis(1));
+    assert!(pair.run_until(30 * SECOND, |p| streams.iter().all(|s| s.complete(p))));
+    assert_intact(&pair, &streams);
+    assert_eq!(pair.last_connected(LEADER).map(|c| c.0), Some(1));
+    assert_eq!(pair.last_connected(FOLLOWER).map(|c| c.0), Some(1));
+    assert_eq!(
+        pair.count(LEADER, |e| matches!(e, Event::ConnectionLost { .. })),
+        1
+    );
+}
+
+#[test]
+fn silent_loss_is_detected_by_the_leaders_pings_and_the_session_resumes() {
+    let mut pair = connected_pair();
+    let ping = config("00").ping_interval;
+    let mut rng = Rng::new(4);
+    let mut streams = vec![
+        Stream::new(&mut pair, LEADER, "a", 50_000, &mut rng),
+        Stream::new(&mut pair, FOLLOWER, "b", 50_000, &mut rng),
+    ];
+    pair.run_for(SECOND);
+    pair.blackhole = true;
+    let lost_at = pair.now;
+    write_all(&mut pair, &mut streams, 4096, Duration::from_millis(10));
+    assert!(pair.run_until(3 * ping, |p| p
+        .count(LEADER, |e| matches!(e, Event::ConnectionLost { .. }))
+        == 1));
+    let detected = pair.now - lost_at;
+    assert!(
+        detected <= 2 * ping,
+        "silent loss noticed after {detected:?}"
+    );
+    pair.run_for(20 * SECOND - detected);
+    pair.blackhole = false;
+    assert!(pair.run_until(60 * SECOND, |p| streams.iter().all(|s| s.complete(p))));
+    assert_intact(&pair, &streams);
+}
+
+#[test]
+fn a_lost_connection_waits_for_the_mailbox_and_resumes_after_it_returns() {
+    let mut pair = connected_pair();
+    let mut rng = Rng::new(5);
+    let mut streams = vec![Stream::new(&mut pair, LEADER, "a", 20_000, &mut rng)];
+    pair.run_for(SECOND);
+    pair.set_mailbox(false);
+    pair.cut();
+    write_all(&mut pair, &mut streams, 4096, Duration::from_millis(10));
+    pair.run_for(30 * SECOND);
+    assert!(
+        !streams[0].complete(&pair),
+        "nothing can flow without the mailbox"
+    );
+    assert_eq!(pair.peers[LEADER].ep.manager_state(), State::Flushing);
+    assert_eq!(pair.peers[FOLLOWER].ep.manager_state(), State::Lonely);
+    pair.set_mailbox(true);
+    let back = pair.now;
+    assert!(pair.run_until(30 * SECOND, |p| streams.iter().all(|s| s.complete(p))));
+    assert!(
+        pair.now - back < SECOND,
+        "resumed {:?} after the mailbox",
+        pair.now - back
+    );
+    assert_intact(&pair, &streams);
+}
+
+#[test]
+fn a_relay_only_session_survives_a_relay_restart() {
+    let (mut c0, mut c1) = (config("ffffffffffffffff"), config("0000000000000001"));
+    c0.no_listen = true;
+    c1.no_listen = true;
+    let mut pair = Pair::new(c0, c1);
+    pair.start_dilation();
+    assert!(pair.run_until(10 * SECOND, Pair::connected));
+    let mut rng = Rng::new(6);
+    let mut streams = vec![
+        Stream::new(&mut pair, LEADER, "a", 30_000, &mut rng),
+        Stream::new(&mut pair, FOLLOWER, "b", 30_000, &mut rng),
+    ];
+    pair.set_relay(false);
+    write_all(&mut pair, &mut streams, 4096, Duration::from_millis(10));
+    pair.run_for(10 * SECOND);
+    assert!(!pair.connected());
+    pair.set_relay(true);
+    let back = pair.now;
+    assert!(pair.run_until(60 * SECOND, |p| streams.iter().all(|s| s.complete(p))));
+    assert_intact(&pair, &streams);
+    // the dial backoff (at most 5 s) and the generation timeout (10 s) bound the wait
+    assert!(pair.now - back <= 10 * SECOND, "{:?}", pair.now - back);
+    assert_eq!(
+        pair.last_connected(LEADER).map(|c| c.1),
+        Some(PathKind::Relay)
+    );
+}
+
+#[test]
+fn close_during_a_reconnect_ends_after_the_flush_timeout() {
+    let mut pair = connected_pair();
+    let mut rng = Rng::new(7);
+    let mut streams = vec![Stream::new(&mut pair, LEADER, "a", 20_000, &mut rng)];
+    pair.set_mailbox(false);
+    pair.cut();
+    write_all(&mut pair, &mut streams, 4096, Duration::from_millis(1));
+    assert!(pair.peers[LEADER].ep.unacked_bytes() > 0);
+    let flush = config("00").flush_timeout;
+    pair.peers[LEADER].ep.close(pair.now);
+    let closed_at = pair.now;
+    assert!(!pair.peers[LEADER].ep.is_finished(pair.now));
+    assert!(pair.run_until(2 * flush, |p| p.peers[LEADER].ep.is_finished(p.now)));
+    assert_eq!(pair.now - closed_at, flush);
+}
+
+#[test]
+fn close_finishes_as_soon_as_everything_is_acknowledged() {
+    let mut pair = connected_pair();
+    let mut rng = Rng::new(8);
+    let mut streams = vec![Stream::new(&mut pair, LEADER, "a", 20_000, &mut rng)];
+    write_all(&mut pair, &mut streams, 4096, Duration::ZERO);
+    pair.peers[LEADER].ep.close(pair.now);
+    let closed_at = pair.now;
+    assert!(pair.run_until(SECOND, |p| p.peers[LEADER].ep.is_finished(p.now)));
+    assert!(pair.now - closed_at < Duration::from_millis(100));
+    assert_intact(&pair, &streams);
+}
+
+#[test]
+fn stale_connections_and_records_are_ignored() {
+    let mut pair = connected_pair();
+    let generation = pair.peers[FOLLOWER].ep.generation();
+    let now = pair.now;
+    let peer = "198.18.0.9:1".parse().unwrap();
+    // an accept for a generation that ended, or while connected, is refused
+    assert_eq!(
+        pair.peers[FOLLOWER]
+            .ep
+            .handle_accepted(now, generation, peer),
+        None
+    );
+    assert_eq!(
+        pair.peers[FOLLOWER]
+            .ep
+            .handle_accepted(now, generation + 1, peer),
+        None
+    );
+    // records from a connection that is not the selected one change nothing
+    let selected = pair.peers[FOLLOWER].ep.selected().expect("connected");
+    let stale = Record::Data {
+        seqnum: 0,
+        scid: 1,
+        data: b"stale".to_vec(),
+    };
+    pair.peers[FOLLOWER]
+        .ep
+        .handle_records(now, selected + 1000, vec![stale]);
+    pair.pump();
+    assert!(pair.peers[FOLLOWER].received.is_empty());
+}
+
+#[test]
+fn subchannels_nobody_listens_for_are_held_up_to_the_limit_then_refused() {
+    let mut pair = connected_pair();
+    let max = config("00").max_pending_opens;
+    let ids: Vec<OpenId> = (0..max + 5)
+        .map(|_| pair.open(FOLLOWER, "nobody"))
+        .collect();
+    pair.run_for(SECOND);
+    let held = pair.peers[LEADER]
+        .incoming
+        .iter()
+        .filter(|(_, n)| n == "nobody")
+        .count();
+    assert_eq!(held, max);
+    // the refused ones are closed back to the opener
+    let refused = ids
+        .iter()
+        .filter_map(|id| pair.scid(FOLLOWER, *id))
+        .filter(|scid| pair.peers[FOLLOWER].read_closed.contains(scid))
+        .count();
+    assert_eq!(refused, 5);
+    // a listener appearing takes the held ones; new ones are admitted again
+    pair.peers[LEADER].ep.listen("nobody");
+    pair.open(FOLLOWER, "nobody");
+    pair.run_for(SECOND);
+    let admitted = pair.peers[LEADER]
+        .incoming
+        .iter()
+        .filter(|(_, n)| n == "nobody")
+        .count();
+    assert_eq!(admitted, max + 1);
+}
+
+#[test]
+fn a_paused_reader_raises_the_unacknowledged_cap_and_resuming_restores_it() {
+    let (mut c0, c1) = (config("ffffffffffffffff"), config("0000000000000001"));
+    c0.unacked_limit = 64 * 1024;
+    c0.paused_unacked_limit = 1 << 20;
+    let mut pair = Pair::new(c0, c1);
+    pair.start_dilation();
+    assert!(pair.run_until(10 * SECOND, Pair::connected));
+    let mut rng = Rng::new(9);
+    let mut streams = vec![Stream::new(&mut pair, LEADER, "a", 400_000, &mut rng)];
+    // the Follower never acknowledges: its connection is silent for the Leader's records
+    pair.peers[LEADER].ep.handle_backlog(99, true);
+    pair.blackhole = true;
+    for _ in 0..100 {
+        streams[0].write(&mut pair, 8192);
+    }
+    pair.pump();
+    let paused_unacked = pair.peers[LEADER].ep.unacked_bytes();
+    assert!(
+        paused_unacked > 400_000,
+        "the raised cap let fresh records go: {paused_unacked}"
+    );
+    pair.peers[LEADER].ep.handle_backlog(99, false);
+    assert!(pair.peers[LEADER].ep.wants_read());
+}
+
+/// Random fault schedules: cuts, silent loss, mailbox and relay outages, at random times and for
+/// random durations, in direct, relay-only and mixed sessions. Every stream arrives exactly once,
+/// in order, and the session is connected again at the end.
+#[test]
+fn seeded_fault_schedules_deliver_every_byte_exactly_once_in_order() {
+    let seeds: u64 = std::env::var("FOWL_HARNESS_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    let first: u64 = std::env::var("FOWL_HARNESS_FIRST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let losses: usize = (first..first + seeds).map(run_schedule).sum();
+    // the faults bite: most schedules lose the connection at least once
+    assert!(
+        losses as u64 >= seeds / 2,
+        "{losses} losses in {seeds} schedules"
+    );
+}
+
+/// Runs one schedule; returns how often the Leader lost its connection.
+fn run_schedule(seed: u64) -> usize {
+    let mut rng = Rng::new(seed);
+    let (mut c0, mut c1) = (config("ffffffffffffffff"), config("0000000000000001"));
+    match rng.below(3) {
+        0 => {}
+        1 => {
+            c0.no_listen = true;
+            c1.no_listen = true;
+        }
+        _ => {
+            c1.no_listen = true;
+        }
+    }
+    if rng.below(2) == 0 {
+        std::mem::swap(&mut c0.side, &mut c1.side); // peer 1 leads
+    }
+    let mut pair = Pair::new(c0, c1);
+    let mut streams = Vec::new();
+    for (n, from) in [0, 1, 0, 1]
+        .into_iter()
+        .enumerate()
+        .take(2 + rng.below(3) as usize)
+    {
+        let len = 1 + rng.below(120_000) as usize;
+        streams.push(Stream::new(
+            &mut pair,
+            from,
+            &format!("s{n}"),
+            len,
+            &mut rng,
+        ));
+    }
+    pair.start_dilation();
+    // the faults: (start ms, kind, duration ms)
+    let mut faults: Vec<(u64, u64, u64)> = (0..1 + rng.below(4))
+        .map(|_| (rng.below(20_000), rng.below(5), 1 + rng.below(25_000)))
+        .collect();
+    if std::env::var_os("FOWL_HARNESS_VERBOSE").is_some() {
+        eprintln!("seed {seed}: faults {faults:?}");
+    }
+    faults.sort();
+    let slice = Duration::from_millis(20);
+    let mut ends: Vec<(Instant, u64)> = Vec::new();
+    let start = pair.now;
+    // paced so that the writing lasts about as long as the fault window
+    let longest = streams.iter().map(|s| s.payload.len()).max().unwrap_or(1);
+    let chunk = 1 + longest / (200 + rng.below(1000) as usize);
+    let mut writing = true;
+    let mut steps = 0;
+    loop {
+        let t = (pair.now - start).as_millis() as u64;
+        while faults.first().is_some_and(|f| f.0 <= t) {
+            let (_, kind, dur) = faults.remove(0);
+            let until = pair.now + Duration::from_millis(dur);
+            match kind {
+                0 => pair.cut(),
+                1 => pair.blackhole = true,
+                2 => pair.set_mailbox(false),
+                3 => pair.set_relay(false),
+                _ => {
+                    pair.cut();
+                    pair.set_mailbox(false);
+                }
+            }
+            ends.push((until, kind));
+        }
+        ends.retain(|(until, kind)| {
+            if pair.now < *until {
+                return true;
+            }
+            match kind {
+                1 => pair.blackhole = false,
+                2 | 4 => pair.set_mailbox(true),
+                3 => pair.set_relay(true),
+                _ => {}
+            }
+            false
+        });
+        if writing {
+            writing = streams
+                .iter_mut()
+                .fold(false, |more, s| s.write(&mut pair, chunk) | more);
+        }
+        if !writing && faults.is_empty() && ends.is_empty() {
+            break;
+        }
+        pair.run_for(slice);
+        steps += 1;
+        assert!(steps < 200_000, "seed {seed}: the schedule did not end");
+    }
+    let healed = pair.now;
+    let ok = pair.run_until(120 * SECOND, |p| streams.iter().all(|s| s.complete(p)));
+    if !ok {
+        for (i, p) in pair.peers.iter().enumerate() {
+            eprintln!("peer {i}: events {:?}", p.events);
+            eprintln!("peer {i}: dials {:?}", p.dials);
+        }
+        eprintln!("faults ended at {:?}", healed - start);
+    }
+    assert!(
+        ok,
+        "seed {seed}: not every stream arrived within 120 s of the last fault ({:?} after the start); \
+         leader state {:?}, follower state {:?}",
+        healed - start,
+        pair.peers[0].ep.manager_state(),
+        pair.peers[1].ep.manager_state(),
+    );
+    assert_intact(&pair, &streams);
+    let lost = |i| pair.count(i, |e| matches!(e, Event::ConnectionLost { .. }));
+    eprintln!(
+        "seed {seed}: {} streams, generation {}, {:?} virtual, lost {} / {}",
+        streams.len(),
+        pair.peers[0].ep.generation(),
+        pair.elapsed(),
+        lost(0),
+        lost(1),
+    );
+    lost(0)
+}
+
+use std::time::Instant;
