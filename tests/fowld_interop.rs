@@ -144,14 +144,6 @@ async fn two_python_fowlds_through_the_fowl_server_binary() {
     .unwrap();
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Python fowl's own scenarios (its integration tests and error table), our fowld on one side and
 /// Python's on the other: `roost` runs `local`, `fledge` runs `remote`.
 async fn python_scenarios(roost_impl: Impl, fledge_impl: Impl) {
@@ -162,7 +154,7 @@ async fn python_scenarios(roost_impl: Impl, fledge_impl: Impl) {
         let mut fledge = Fowld::spawn(fledge_impl, &mailbox.url(), &["--no-relay"]);
         let echo = echo_server().await;
         // test_happy_local: `local` with both ports, sent before the peer connects
-        let listen_port = free_port();
+        let listen_port = common::port_to_listen_on("127.0.0.1");
         roost
             .send_local(json!({"kind": "local", "name": "happy-local", "local_listen_port": listen_port, "remote_connect_port": echo}))
             .await;
@@ -174,7 +166,7 @@ async fn python_scenarios(roost_impl: Impl, fledge_impl: Impl) {
         assert_eq!(through(listen_port, &data).await, data);
 
         // test_happy_remote: the fledge names the roost's listening port
-        let wanted = free_port();
+        let wanted = common::port_to_listen_on("127.0.0.1");
         roost.send_local(json!({"kind": "local", "name": "a unique service name"})).await;
         fledge
             .send(json!({"kind": "remote", "name": "a unique service name", "remote_listen_port": wanted, "local_connect_port": echo}))
@@ -184,7 +176,8 @@ async fn python_scenarios(roost_impl: Impl, fledge_impl: Impl) {
         assert_eq!(through(wanted, &data).await, data);
 
         // forward with no server listening
-        let dead = free_port();
+        let refusing = common::RefusingPort::reserve();
+        let dead = refusing.port;
         roost.send_local(json!({"kind": "local", "name": "nobody"})).await;
         fledge
             .send(json!({"kind": "remote", "name": "nobody", "local_connect_port": dead}))
@@ -199,7 +192,10 @@ async fn python_scenarios(roost_impl: Impl, fledge_impl: Impl) {
         assert_eq!(roost.expect("outgoing-lost").await["reason"], refused);
 
         // the port disagreements
-        let (x, y) = (free_port(), free_port());
+        let (x, y) = (
+            common::port_to_listen_on("127.0.0.1"),
+            common::port_to_listen_on("127.0.0.1"),
+        );
         roost.send_local(json!({"kind": "local", "name": "ports", "local_listen_port": x})).await;
         fledge
             .send(json!({"kind": "remote", "name": "ports", "remote_listen_port": y}))

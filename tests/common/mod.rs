@@ -7,7 +7,6 @@ pub mod dilation;
 pub mod fowld;
 pub mod schema;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,34 +34,118 @@ pub fn python_script(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A loopback port that refuses connections while the returned value lives: a socket is bound
+/// to it (so nothing else can listen there) but never listens.
+pub struct RefusingPort {
+    _socket: tokio::net::TcpSocket,
+    pub port: u16,
 }
 
-fn wait_until_listening(child: &mut Child, port: u16, what: &str, log: &Path) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_ok() {
-            return true;
+impl RefusingPort {
+    pub fn reserve() -> RefusingPort {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+        let port = socket.local_addr().unwrap().port();
+        RefusingPort {
+            _socket: socket,
+            port,
+        }
+    }
+}
+
+/// A port on `host` for a program under test to listen on, where the test must name the port
+/// itself (a listener of ours on port 0 could not be handed over). It lies below the kernel's
+/// ephemeral range, from which every `bind(port 0)` (all other fixtures) and every outgoing
+/// connection take theirs, so none of those can take it before the program binds it; it is
+/// free now, and this process does not hand it out twice.
+pub fn port_to_listen_on(host: &str) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOWEST: u32 = 10_000;
+    let ephemeral_start: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral_start.saturating_sub(LOWEST).max(1);
+    // test binaries of parallel runs start at different places
+    let offset = std::process::id().wrapping_mul(7919);
+    for _ in 0..span {
+        let port = LOWEST + offset.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = u16::try_from(port).unwrap();
+        if std::net::TcpListener::bind((host, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on {host} below the ephemeral range");
+}
+
+/// How long a `twist` server may take to say it listens (Python start-up on a busy machine).
+const TWIST_START: Duration = Duration::from_secs(30);
+/// How long `restart` keeps trying to get its old port back.
+const TWIST_RESTART: Duration = Duration::from_secs(10);
+
+/// What one `twist` child said about its listening port.
+enum Listen {
+    /// It listens on this port.
+    On(u16),
+    /// It could not listen, or exited: its log from this start on.
+    Failed(String),
+}
+
+/// Waits until `child`'s own log (the records of `log` from byte `from` on, Twisted's JSON lines)
+/// says which port it listens on, or that it failed. Twisted logs "... starting on PORT" after
+/// `listen()`, so a client may connect from then on; a port it could not bind is logged as an
+/// error (`CannotListenError`) while the process keeps running, so that counts as failure too.
+fn wait_until_listening(child: &mut Child, log: &Path, from: u64, what: &str) -> Listen {
+    let deadline = Instant::now() + TWIST_START;
+    loop {
+        let said = read_from(log, from);
+        // only complete records: each starts with RS (0x1e) and ends with a newline
+        let complete = &said[..said.rfind('\n').map_or(0, |i| i + 1)];
+        for record in complete
+            .split(['\u{1e}', '\n'])
+            .filter(|r| !r.trim().is_empty())
+        {
+            let Ok(v) = serde_json::from_str::<Value>(record) else {
+                continue;
+            };
+            let text = v["log_text"].as_str().unwrap_or_default();
+            if let Some(port) = text
+                .rsplit_once(" starting on ")
+                .and_then(|(_, p)| p.trim().parse::<u16>().ok())
+            {
+                return Listen::On(port);
+            }
+            let level = v["log_level"]["name"].as_str().unwrap_or_default();
+            if v["isError"] == 1 || level == "error" || level == "critical" {
+                return Listen::Failed(said);
+            }
         }
         if let Ok(Some(status)) = child.try_wait() {
-            eprintln!(
-                "{what} exited with {status}: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-            return false;
+            return Listen::Failed(format!("{}exited with {status}", read_from(log, from)));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            Instant::now() < deadline,
+            "twist {what} did not say it listens within {TWIST_START:?}; its log:\n{said}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("{what} did not listen on port {port} within 30 s");
 }
 
-/// A `twist` plugin (Python server) on a loopback port, killed on drop.
+/// The text of `path` from byte `from` on.
+fn read_from(path: &Path, from: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut text = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        if f.seek(SeekFrom::Start(from)).is_ok() {
+            let _ = f.read_to_end(&mut text);
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// A `twist` plugin (Python server) on a loopback port, killed on drop. The port is the one the
+/// server itself reports (it binds port 0), so no other test's listener can be mistaken for it.
 pub struct TwistServer {
     plugin: &'static str,
     extra: Vec<String>,
@@ -81,26 +164,36 @@ impl TwistServer {
             dir,
             child: None,
         };
-        for _ in 0..5 {
-            // a port picked here can be taken by a parallel test before twist binds it: retry
-            server.port = free_port();
-            if server.spawn() {
-                return server;
-            }
+        match server.spawn(0) {
+            Listen::On(port) => server.port = port,
+            Listen::Failed(log) => panic!("could not start twist {plugin}: {log}"),
         }
-        panic!("could not start twist {plugin}");
+        server
     }
 
-    fn spawn(&mut self) -> bool {
-        let log = self.dir.path().join(format!("{}.log", self.plugin));
+    fn log(&self) -> PathBuf {
+        self.dir.path().join(format!("{}.log", self.plugin))
+    }
+
+    /// Starts the server on `port` (0: one the system picks) and waits until this child says
+    /// whether it listens. A child that failed is killed.
+    fn spawn(&mut self, port: u16) -> Listen {
+        assert!(
+            self.child.is_none(),
+            "the previous twist {} still runs",
+            self.plugin
+        );
+        let log = self.log();
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .unwrap();
+        // where this child's output starts (an earlier run's output is before it)
+        let from = log_file.metadata().unwrap().len();
         let mut child = Command::new(venv().join("bin/twist"))
             .arg(self.plugin)
-            .arg(format!("--port=tcp:{}:interface=127.0.0.1", self.port))
+            .arg(format!("--port=tcp:{port}:interface=127.0.0.1"))
             .args(&self.extra)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
@@ -108,11 +201,20 @@ impl TwistServer {
             .stderr(log_file)
             .spawn()
             .expect("spawn twist");
-        let up = wait_until_listening(&mut child, self.port, self.plugin, &log);
-        if up {
-            self.child = Some(child);
+        let listen = wait_until_listening(&mut child, &log, from, self.plugin);
+        match listen {
+            Listen::On(on) if port == 0 || on == port => self.child = Some(child),
+            Listen::On(on) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("twist {} listens on {on}, not on {port}", self.plugin);
+            }
+            Listen::Failed(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
-        up
+        listen
     }
 
     /// Kills the server (as a crash would: SIGKILL).
@@ -123,18 +225,22 @@ impl TwistServer {
         }
     }
 
-    /// Starts it again on the same port, with the same state directory.
+    /// Starts it again on the same port, with the same state directory. The port may be taken
+    /// for a moment (a connection of the old server lingering): tries again for a bounded time.
     pub fn restart(&mut self) {
         self.kill();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.spawn() {
-            assert!(
-                Instant::now() < deadline,
-                "could not restart twist {} on port {}",
-                self.plugin,
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(200));
+        let deadline = Instant::now() + TWIST_RESTART;
+        loop {
+            match self.spawn(self.port) {
+                Listen::On(_) => return,
+                Listen::Failed(log) => assert!(
+                    Instant::now() < deadline,
+                    "could not restart twist {} on port {} within {TWIST_RESTART:?}: {log}",
+                    self.plugin,
+                    self.port
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
