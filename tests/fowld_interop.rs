@@ -1,5 +1,5 @@
-//! Our fowld against Python fowld 26.8 (and against itself), through the real Python mailbox
-//! server: the reference transcript, 64 MiB each way with sha256, exact byte totals.
+//! Our fowld against Python fowld 26.8 through the real Python mailbox server (and against itself
+//! through ours): the reference transcript, 64 MiB each way with sha256, exact byte totals.
 
 mod common;
 
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::dilation::{pattern, sha};
 use common::fowld::{echo_server, pair, through, Fowld, Impl};
-use common::MailboxServer;
+use common::{MailboxServer, RustServers};
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -84,10 +84,18 @@ fn no_errors(f: &Fowld) {
 async fn session(inviter: Impl, roost_is_inviter: bool, peer: Impl, size: usize) {
     common::init_logging();
     common::require_loopback_only();
-    let mailbox = MailboxServer::start();
+    // the Python mailbox server where a Python fowld takes part, ours between two of ours
+    let (python, ours) = if inviter == Impl::Rust && peer == Impl::Rust {
+        (None, Some(RustServers::start()))
+    } else {
+        (Some(MailboxServer::start()), None)
+    };
+    let url = python
+        .as_ref()
+        .map_or_else(|| ours.as_ref().unwrap().url(), MailboxServer::url);
     tokio::time::timeout(Duration::from_secs(240), async {
-        let mut a = Fowld::spawn(inviter, &mailbox.url(), &["--no-relay"]);
-        let mut b = Fowld::spawn(peer, &mailbox.url(), &["--no-relay"]);
+        let mut a = Fowld::spawn(inviter, &url, &["--no-relay"]);
+        let mut b = Fowld::spawn(peer, &url, &["--no-relay"]);
         pair(&mut a, &mut b).await;
         if roost_is_inviter {
             forward_echo(&mut a, &mut b, &[size, 1000]).await;

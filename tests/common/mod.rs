@@ -1,6 +1,7 @@
-//! Fixtures for tests against real components: the Python mailbox server and transit relay on
-//! free loopback ports, and Python peer programs. Every process is killed when its fixture is
-//! dropped, also when a test fails.
+//! Fixtures for tests against real components: our mailbox server and transit relay (for tests
+//! whose peers are all ours), the Python mailbox server and transit relay (where a Python peer or
+//! the Python server itself takes part), on loopback ports, and Python peer programs. Every server
+//! and process is stopped when its fixture is dropped, also when a test fails.
 #![allow(dead_code)]
 
 pub mod dilation;
@@ -299,6 +300,128 @@ impl TransitRelay {
 
     pub fn hint(&self) -> String {
         format!("tcp:127.0.0.1:{}", self.0.port)
+    }
+}
+
+/// Which of our servers a `RustServer` runs.
+#[derive(Debug, Clone, Copy)]
+enum RustServerKind {
+    Mailbox,
+    Relay,
+}
+
+/// One of our servers (`fowl::server`) on a loopback port, on a thread with a runtime of its own,
+/// as a separate server process would be: the test's runtime does not carry it, and `kill` closes
+/// its listener and every connection at once. Stopped on drop.
+pub struct RustServer {
+    kind: RustServerKind,
+    pub port: u16,
+    running: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        std::thread::JoinHandle<()>,
+    )>,
+}
+
+impl RustServer {
+    fn start(kind: RustServerKind) -> RustServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut server = RustServer {
+            kind,
+            port: listener.local_addr().unwrap().port(),
+            running: None,
+        };
+        server.run(listener);
+        server
+    }
+
+    /// Serves on `listener` (already listening: connections queue until the thread accepts).
+    fn run(&mut self, listener: std::net::TcpListener) {
+        listener.set_nonblocking(true).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let kind = self.kind;
+        let thread = std::thread::Builder::new()
+            .name(format!("{kind:?} server"))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                    let _server: Box<dyn std::any::Any> = match kind {
+                        RustServerKind::Mailbox => Box::new(
+                            fowl::server::mailbox::serve(listener, Default::default()).unwrap(),
+                        ),
+                        RustServerKind::Relay => Box::new(
+                            fowl::server::relay::serve(listener, Default::default()).unwrap(),
+                        ),
+                    };
+                    let _ = stopped.await;
+                });
+                // dropping the runtime drops every task: the listener and all connections close
+            })
+            .unwrap();
+        self.running = Some((stop, thread));
+    }
+
+    /// Stops the server and closes all its connections, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some((stop, thread)) = self.running.take() {
+            drop(stop);
+            if thread.join().is_err() && !std::thread::panicking() {
+                panic!("our {:?} server's thread panicked", self.kind);
+            }
+        }
+    }
+
+    /// Starts it again on the same port, with fresh state. The port may be taken for a moment:
+    /// tries again for a bounded time.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match std::net::TcpListener::bind(("127.0.0.1", self.port)) {
+                Ok(listener) => break listener,
+                Err(e) => assert!(
+                    Instant::now() < deadline,
+                    "could not restart our {:?} server on port {}: {e}",
+                    self.kind,
+                    self.port
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        self.run(listener);
+    }
+}
+
+impl Drop for RustServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Our mailbox server and transit relay, for tests whose peers are all ours.
+pub struct RustServers {
+    pub mailbox: RustServer,
+    pub relay: RustServer,
+}
+
+impl RustServers {
+    pub fn start() -> RustServers {
+        RustServers {
+            mailbox: RustServer::start(RustServerKind::Mailbox),
+            relay: RustServer::start(RustServerKind::Relay),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/v1", self.mailbox.port)
+    }
+
+    /// The relay's `tcp:HOST:PORT` hint.
+    pub fn relay_hint(&self) -> String {
+        format!("tcp:127.0.0.1:{}", self.relay.port)
     }
 }
 
