@@ -3,7 +3,8 @@
 #
 # 1. Installs the pinned Python reference stack (tests/python/requirements.txt) into the
 #    git-ignored virtualenv .venv, reused while the pin list is unchanged.
-# 2. Builds everything (this and step 1 need the package registries).
+# 2. Checks formatting (rustfmt) and lints (clippy, warnings are errors), then builds everything
+#    (this and step 1 need the package registries).
 # 3. Runs the tests. As root with iproute2 (as on CI) they run inside a fresh network namespace
 #    whose only interface is loopback, so no test can dial a non-loopback address; elsewhere they
 #    run directly, with a warning.
@@ -14,7 +15,9 @@ cd "$(dirname "$0")/.."
 
 . scripts/python-env.sh
 
-echo "== building"
+echo "== building (formatting and lints first)"
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets -- -D warnings
 cargo build --locked --all-targets
 cargo test --locked --no-run
 
@@ -23,8 +26,9 @@ run_tests() {
   local status=0
   cargo test --locked --offline --no-fail-fast "$@" || status=$?
   echo "== the demo (README main command, debug build, direct then relay-only)"
-  target/debug/examples/local_forward --megabytes 64 || status=$?
-  target/debug/examples/local_forward --megabytes 64 --relay-only || status=$?
+  local demo="${CARGO_TARGET_DIR:-target}/debug/examples/local_forward"
+  "$demo" --megabytes 64 || status=$?
+  "$demo" --megabytes 64 --relay-only || status=$?
   return "$status"
 }
 export -f run_tests

@@ -1,7 +1,8 @@
-//! Hostile L2 input reaching a running Dilation: a client that knows the relay token pairs (at the
-//! real relay, past the proxy that keeps the real Follower out) with our Leader's relay connection and sends a bad prologue, an oversized frame, a bad Noise
-//! message, and (with the real key) an unknown record tag. Each such connection is dropped; the
-//! process survives and the session then connects to the real peer and carries data.
+//! Hostile L2 input reaching a running Dilation: a client that knows the relay token pairs (at
+//! our transit relay, past the proxy that keeps the real Follower out) with our Leader's relay
+//! connection and sends a bad prologue, an oversized frame, a bad Noise message, and (with the
+//! real key) an unknown record tag. Each such connection is dropped; the process survives and the
+//! session then connects to the real peer and carries data.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 use common::dilation::{
     echo_server, pattern, relay_only, send_and_read_echo, APPID, FOLLOWER, LEADER,
 };
-use common::{CutProxy, MailboxServer, TransitRelay};
+use common::{CutProxy, RustServers};
 use fowl::dilation::l2::{relay_line, L2Connection, L2Event, Role, PROLOGUE_FOLLOWER};
 use fowl::key;
 use fowl::wormhole::{Mood, Wormhole, WormholeConfig};
@@ -48,12 +49,12 @@ async fn dropped(mut s: TcpStream) {
 async fn hostile_connections_are_dropped_and_the_session_survives() {
     common::init_logging();
     common::require_loopback_only();
-    let server = MailboxServer::start();
-    let relay = TransitRelay::start();
-    let proxy = CutProxy::start(relay.0.port).await;
+    let servers = RustServers::start();
+    let relay_port = servers.relay.port;
+    let proxy = CutProxy::start(relay_port).await;
     proxy.refuse_side(Some(FOLLOWER)); // the real follower cannot connect yet
     tokio::time::timeout(Duration::from_secs(120), async {
-        let wc = WormholeConfig::new(APPID, &server.url());
+        let wc = WormholeConfig::new(APPID, &servers.url());
         let mut wa = Wormhole::connect(wc.clone()).await.unwrap();
         wa.allocate_code(2);
         let code = wa.allocated_code().await.unwrap();
@@ -68,25 +69,25 @@ async fn hostile_connections_are_dropped_and_the_session_survives() {
         let _echo = echo_server(&b, "echo");
 
         // 1. not a Dilation prologue
-        let mut s = paired(relay.0.port, &token).await;
+        let mut s = paired(relay_port, &token).await;
         s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
         dropped(s).await;
         // 2. a frame length far over the limit
-        let mut s = paired(relay.0.port, &token).await;
+        let mut s = paired(relay_port, &token).await;
         s.write_all(PROLOGUE_FOLLOWER).await.unwrap();
         s.write_all(&[0xff, 0xff, 0xff, 0xff]).await.unwrap();
         dropped(s).await;
         // 3. a Noise handshake message that is garbage
-        let mut s = paired(relay.0.port, &token).await;
+        let mut s = paired(relay_port, &token).await;
         s.write_all(PROLOGUE_FOLLOWER).await.unwrap();
         let mut frame = 48u32.to_be_bytes().to_vec();
         frame.extend_from_slice(&[0x5a; 48]);
         s.write_all(&frame).await.unwrap();
         dropped(s).await;
         // 4. a correct handshake with the real key, then an unknown record tag
-        let mut s = paired(relay.0.port, &token).await;
+        let mut s = paired(relay_port, &token).await;
         let mut l2 = L2Connection::new(Role::Follower, &psk, None);
         let mut buf = vec![0u8; 4096];
         loop {

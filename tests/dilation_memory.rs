@@ -25,8 +25,8 @@ async fn slow_reader_slows_the_writer_with_bounded_memory() {
     common::require_loopback_only();
     const TOTAL: usize = 256 << 20;
     const RATE: f64 = 4e6; // bytes per second
-    let server = common::MailboxServer::start();
-    let (a, b) = rust_pair(&server.url(), config(LEADER), config(FOLLOWER)).await;
+    let servers = common::RustServers::start();
+    let (a, b) = rust_pair(&servers.url(), config(LEADER), config(FOLLOWER)).await;
     let mut listener = b.listen("slow");
     let mut writer_sub = a.open("slow").await.unwrap();
     // warm up: connection, buffers, allocator

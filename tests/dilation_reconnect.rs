@@ -1,6 +1,7 @@
 //! Durability: the Dilation connection is cut mid-transfer, is unavailable while data is written,
 //! or its transit relay goes down; transfers complete intact, with Rust and Python peers. The
-//! connection runs through a test-controlled proxy in front of the real Python transit relay.
+//! connection runs through a test-controlled proxy in front of a transit relay: ours between Rust
+//! peers, the real Python one where a Python peer takes part (with the Python mailbox server).
 
 mod common;
 
@@ -10,53 +11,97 @@ use common::dilation::{
     close_python_pair, connected, echo_server, pattern, python_pair, relay_only, rust_pair,
     send_and_read_echo, FOLLOWER, LEADER,
 };
-use common::{CutProxy, MailboxServer, TransitRelay};
+use common::{CutProxy, MailboxServer, RustServers, TransitRelay};
 use fowl::dilation::{Dilated, DilationConfig, DilationEvent};
 use fowl::wormhole::Mood;
 
 const SIZE: usize = 16 << 20;
 const LIMIT: Duration = Duration::from_secs(180);
 
+/// A mailbox server and a transit relay: ours when both peers are ours, else Python's.
+enum Servers {
+    Rust(RustServers),
+    Python(MailboxServer, TransitRelay),
+}
+
+impl Servers {
+    fn start(python_peer: bool) -> Servers {
+        common::init_logging();
+        common::require_loopback_only();
+        if python_peer {
+            Servers::Python(MailboxServer::start(), TransitRelay::start())
+        } else {
+            Servers::Rust(RustServers::start())
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Servers::Rust(s) => s.url(),
+            Servers::Python(m, _) => m.url(),
+        }
+    }
+
+    fn relay_port(&self) -> u16 {
+        match self {
+            Servers::Rust(s) => s.relay.port,
+            Servers::Python(_, r) => r.0.port,
+        }
+    }
+
+    fn relay_hint(&self) -> String {
+        format!("tcp:127.0.0.1:{}", self.relay_port())
+    }
+
+    /// Stops the relay and closes its connections, as a crash would.
+    fn kill_relay(&mut self) {
+        match self {
+            Servers::Rust(s) => s.relay.kill(),
+            Servers::Python(_, r) => r.0.kill(),
+        }
+    }
+
+    /// Starts the relay again on the same port.
+    fn restart_relay(&mut self) {
+        match self {
+            Servers::Rust(s) => s.relay.restart(),
+            Servers::Python(_, r) => r.0.restart(),
+        }
+    }
+}
+
 /// A mailbox server and a transit relay, reached through a cuttable proxy.
 struct Rig {
-    server: MailboxServer,
-    _relay: TransitRelay,
+    servers: Servers,
     proxy: CutProxy,
 }
 
 impl Rig {
-    async fn start() -> Rig {
-        common::init_logging();
-        common::require_loopback_only();
-        let server = MailboxServer::start();
-        let relay = TransitRelay::start();
-        let proxy = CutProxy::start(relay.0.port).await;
-        Rig {
-            server,
-            _relay: relay,
-            proxy,
-        }
+    async fn start(python_peer: bool) -> Rig {
+        let servers = Servers::start(python_peer);
+        let proxy = CutProxy::start(servers.relay_port()).await;
+        Rig { servers, proxy }
     }
 
-    /// A Rust Leader and a Rust Follower, relay-only through the proxy.
+    /// A Rust Leader and a Rust Follower, relay-only through the proxy (our servers).
     async fn rust_pair(&self) -> (Dilated, Dilated) {
         let hint = self.proxy.hint();
         rust_pair(
-            &self.server.url(),
+            &self.servers.url(),
             relay_only(LEADER, &hint),
             relay_only(FOLLOWER, &hint),
         )
         .await
     }
 
-    /// The Python peer, relay-only through the proxy; we take `config`.
+    /// The Python peer, relay-only through the proxy (Python's servers); we take `config`.
     async fn python_pair(&self, config: DilationConfig) -> (common::PyPeer, Dilated) {
         let args = vec![
             "--relay".to_string(),
             self.proxy.hint(),
             "--no-listen".into(),
         ];
-        python_pair(&self.server.url(), &args, config).await
+        python_pair(&self.servers.url(), &args, config).await
     }
 }
 
@@ -92,7 +137,7 @@ fn reconnected(events: &mut Dilated) -> impl std::future::Future<Output = Option
 
 #[tokio::test]
 async fn cut_mid_transfer_rust_leader_rust_follower() {
-    let rig = Rig::start().await;
+    let rig = Rig::start(false).await;
     tokio::time::timeout(LIMIT, async {
         let (mut a, b) = rig.rust_pair().await;
         let echo = echo_server(&b, "echo");
@@ -115,7 +160,7 @@ async fn cut_mid_transfer_rust_leader_rust_follower() {
 }
 
 async fn cut_with_python(rust_side: &str) -> Duration {
-    let rig = Rig::start().await;
+    let rig = Rig::start(true).await;
     let (py, mut d) = rig
         .python_pair(relay_only(rust_side, &rig.proxy.hint()))
         .await;
@@ -165,7 +210,7 @@ async fn write_while_offline(opener: &mut Dilated, proxy: &CutProxy) {
 
 #[tokio::test]
 async fn data_written_while_offline_rust_to_rust() {
-    let rig = Rig::start().await;
+    let rig = Rig::start(false).await;
     tokio::time::timeout(LIMIT, async {
         let (mut a, b) = rig.rust_pair().await;
         let _echo = echo_server(&b, "echo");
@@ -179,7 +224,7 @@ async fn data_written_while_offline_rust_to_rust() {
 
 #[tokio::test]
 async fn data_written_while_offline_rust_leader_python_follower() {
-    let rig = Rig::start().await;
+    let rig = Rig::start(true).await;
     tokio::time::timeout(LIMIT, async {
         // Python dials each relay once per generation: new generations make it try again
         let config = DilationConfig {
@@ -196,7 +241,7 @@ async fn data_written_while_offline_rust_leader_python_follower() {
 
 /// Stops the transit relay for 3 s in the middle of an echo of SIZE bytes, while the peers keep
 /// running (their dials fail and are retried).
-async fn relay_outage(opener: &Dilated, relay: &mut TransitRelay) {
+async fn relay_outage(opener: &Dilated, servers: &mut Servers) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let sub = opener.open("echo").await.unwrap();
     let data = pattern(SIZE, 11);
@@ -214,33 +259,30 @@ async fn relay_outage(opener: &Dilated, relay: &mut TransitRelay) {
     while progress.load(Ordering::Relaxed) < SIZE / 3 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    relay.0.kill();
+    servers.kill_relay();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
         !transfer.is_finished(),
         "nothing can flow while the relay is down"
     );
-    tokio::task::block_in_place(|| relay.0.restart());
+    tokio::task::block_in_place(|| servers.restart_relay());
     let echoed = transfer.await.unwrap();
     assert!(echoed.back == data, "the echo differs from what was sent");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_outage_rust_to_rust() {
-    common::init_logging();
-    common::require_loopback_only();
-    let server = MailboxServer::start();
-    let mut relay = TransitRelay::start();
-    let hint = relay.hint();
+    let mut servers = Servers::start(false);
+    let hint = servers.relay_hint();
     tokio::time::timeout(LIMIT, async {
         let (a, b) = rust_pair(
-            &server.url(),
+            &servers.url(),
             relay_only(LEADER, &hint),
             relay_only(FOLLOWER, &hint),
         )
         .await;
         let _echo = echo_server(&b, "echo");
-        relay_outage(&a, &mut relay).await;
+        relay_outage(&a, &mut servers).await;
         assert_eq!(a.close().await, Ok(Mood::Happy));
         assert_eq!(b.close().await, Ok(Mood::Happy));
     })
@@ -250,19 +292,16 @@ async fn relay_outage_rust_to_rust() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_outage_rust_leader_python_follower() {
-    common::init_logging();
-    common::require_loopback_only();
-    let server = MailboxServer::start();
-    let mut relay = TransitRelay::start();
-    let hint = relay.hint();
+    let mut servers = Servers::start(true);
+    let hint = servers.relay_hint();
     tokio::time::timeout(LIMIT, async {
         let args = vec!["--relay".to_string(), hint.clone(), "--no-listen".into()];
         let config = DilationConfig {
             generation_timeout: Duration::from_secs(3),
             ..relay_only(LEADER, &hint)
         };
-        let (py, d) = python_pair(&server.url(), &args, config).await;
-        relay_outage(&d, &mut relay).await;
+        let (py, d) = python_pair(&servers.url(), &args, config).await;
+        relay_outage(&d, &mut servers).await;
         close_python_pair(py, d).await;
     })
     .await

@@ -1,4 +1,4 @@
-//! Rust ↔ Rust Dilation through the real Python mailbox server (and transit relay).
+//! Rust ↔ Rust Dilation through our mailbox server (and transit relay).
 
 mod common;
 
@@ -15,9 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 async fn rust_to_rust_subchannel_echo_direct() {
     common::init_logging();
     common::require_loopback_only();
-    let server = common::MailboxServer::start();
+    let servers = common::RustServers::start();
     tokio::time::timeout(Duration::from_secs(60), async {
-        let (mut a, mut b) = pair(&server.url(), with_side(LEADER), with_side(FOLLOWER)).await;
+        let (mut a, mut b) = pair(&servers.url(), with_side(LEADER), with_side(FOLLOWER)).await;
         let echo = common::dilation::echo_server(&b, "echo");
         let sa = a.open("echo").await.unwrap();
         assert_eq!(sa.id(), 1, "the leader opens odd subchannels");
@@ -39,11 +39,10 @@ async fn rust_to_rust_subchannel_echo_direct() {
 async fn rust_to_rust_relay_only() {
     common::init_logging();
     common::require_loopback_only();
-    let server = common::MailboxServer::start();
-    let relay = common::TransitRelay::start();
-    let cfg = |side: &str| relay_only(side, &relay.hint());
+    let servers = common::RustServers::start();
+    let cfg = |side: &str| relay_only(side, &servers.relay_hint());
     tokio::time::timeout(Duration::from_secs(60), async {
-        let (mut a, mut b) = pair(&server.url(), cfg(FOLLOWER), cfg(LEADER)).await;
+        let (mut a, mut b) = pair(&servers.url(), cfg(FOLLOWER), cfg(LEADER)).await;
         let mut listener = a.listen("data");
         let mut sb = b.open("data").await.unwrap();
         assert_eq!(sb.id(), 1);
@@ -67,9 +66,9 @@ async fn rust_to_rust_relay_only() {
 async fn two_hundred_concurrent_subchannels_of_one_mib() {
     common::init_logging();
     common::require_loopback_only();
-    let server = common::MailboxServer::start();
+    let servers = common::RustServers::start();
     tokio::time::timeout(Duration::from_secs(120), async {
-        let (a, b) = pair(&server.url(), with_side(LEADER), with_side(FOLLOWER)).await;
+        let (a, b) = pair(&servers.url(), with_side(LEADER), with_side(FOLLOWER)).await;
         let mut listener = b.listen("bulk");
         let receiver = tokio::spawn(async move {
             let mut readers = Vec::new();
@@ -120,15 +119,14 @@ async fn two_hundred_concurrent_subchannels_of_one_mib() {
 async fn direct_is_preferred_over_relay_ten_of_ten() {
     common::init_logging();
     common::require_loopback_only();
-    let server = common::MailboxServer::start();
-    let relay = common::TransitRelay::start();
+    let servers = common::RustServers::start();
     let both = |side: &str| fowl::dilation::DilationConfig {
-        relay: Some(relay.hint().parse().unwrap()),
+        relay: Some(servers.relay_hint().parse().unwrap()),
         ..with_side(side)
     };
     tokio::time::timeout(Duration::from_secs(120), async {
         for _ in 0..10 {
-            let (mut a, mut b) = pair(&server.url(), both(LEADER), both(FOLLOWER)).await;
+            let (mut a, mut b) = pair(&servers.url(), both(LEADER), both(FOLLOWER)).await;
             assert_eq!(connected(&mut a).await, PathKind::Direct);
             assert_eq!(connected(&mut b).await, PathKind::Direct);
             a.close().await.unwrap();
@@ -143,9 +141,9 @@ async fn direct_is_preferred_over_relay_ten_of_ten() {
 async fn half_close_between_two_rust_peers() {
     common::init_logging();
     common::require_loopback_only();
-    let server = common::MailboxServer::start();
+    let servers = common::RustServers::start();
     tokio::time::timeout(Duration::from_secs(60), async {
-        let (a, b) = pair(&server.url(), with_side(LEADER), with_side(FOLLOWER)).await;
+        let (a, b) = pair(&servers.url(), with_side(LEADER), with_side(FOLLOWER)).await;
         let mut listener = b.listen("rpc");
         let responder = tokio::spawn(async move {
             let mut sub = listener.accept().await.unwrap();
@@ -178,15 +176,14 @@ async fn half_close_between_two_rust_peers() {
 async fn matrix(relay_only_path: bool) {
     common::init_logging();
     common::require_loopback_only();
-    let server = common::MailboxServer::start();
-    let relay = common::TransitRelay::start();
+    let servers = common::RustServers::start();
     let cfg = |side: &str| match relay_only_path {
-        true => relay_only(side, &relay.hint()),
+        true => relay_only(side, &servers.relay_hint()),
         false => with_side(side),
     };
     const SIZE: usize = 64 << 20;
     tokio::time::timeout(Duration::from_secs(180), async {
-        let (mut a, mut b) = pair(&server.url(), cfg(LEADER), cfg(FOLLOWER)).await;
+        let (mut a, mut b) = pair(&servers.url(), cfg(LEADER), cfg(FOLLOWER)).await;
         let (mut la, mut lb) = (a.listen("data"), b.listen("data"));
         let (sa, sb) = (a.open("data").await.unwrap(), b.open("data").await.unwrap());
         assert_eq!((sa.id() % 2, sb.id() % 2), (1, 0));
@@ -246,9 +243,9 @@ async fn rust_matrix_relay_only_64_mib_each_way_from_each_end() {
 async fn an_open_before_anyone_listens_is_held_with_its_data() {
     common::init_logging();
     common::require_loopback_only();
-    let server = common::MailboxServer::start();
+    let servers = common::RustServers::start();
     tokio::time::timeout(Duration::from_secs(60), async {
-        let (a, mut b) = pair(&server.url(), with_side(LEADER), with_side(FOLLOWER)).await;
+        let (a, mut b) = pair(&servers.url(), with_side(LEADER), with_side(FOLLOWER)).await;
         let mut sub = a.open("late").await.unwrap();
         sub.write_all(b"written before the peer listened")
             .await

@@ -93,14 +93,6 @@ async fn count_until_eof() -> u16 {
     port
 }
 
-fn free_port(host: &str) -> u16 {
-    std::net::TcpListener::bind((host, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn invite_and_accept_forward_ipv6_unix_and_half_closed_streams() {
     common::require_loopback_only();
@@ -129,7 +121,7 @@ async fn invite_and_accept_forward_ipv6_unix_and_half_closed_streams() {
         let mut inviter = Fowl::spawn(&args);
         let code = inviter.line("code: ").await["code: ".len()..].to_string();
 
-        let v6_port = free_port("::1");
+        let v6_port = common::port_to_listen_on("::1");
         let client_sock = dir.path().join("client.sock");
         let mut args = vec![
             "accept".to_string(),

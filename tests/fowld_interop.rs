@@ -1,5 +1,5 @@
-//! Our fowld against Python fowld 26.8 (and against itself), through the real Python mailbox
-//! server: the reference transcript, 64 MiB each way with sha256, exact byte totals.
+//! Our fowld against Python fowld 26.8 through the real Python mailbox server (and against itself
+//! through ours): the reference transcript, 64 MiB each way with sha256, exact byte totals.
 
 mod common;
 
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::dilation::{pattern, sha};
 use common::fowld::{echo_server, pair, through, Fowld, Impl};
-use common::MailboxServer;
+use common::{MailboxServer, RustServers};
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -84,10 +84,18 @@ fn no_errors(f: &Fowld) {
 async fn session(inviter: Impl, roost_is_inviter: bool, peer: Impl, size: usize) {
     common::init_logging();
     common::require_loopback_only();
-    let mailbox = MailboxServer::start();
+    // the Python mailbox server where a Python fowld takes part, ours between two of ours
+    let (python, ours) = if inviter == Impl::Rust && peer == Impl::Rust {
+        (None, Some(RustServers::start()))
+    } else {
+        (Some(MailboxServer::start()), None)
+    };
+    let url = python
+        .as_ref()
+        .map_or_else(|| ours.as_ref().unwrap().url(), MailboxServer::url);
     tokio::time::timeout(Duration::from_secs(240), async {
-        let mut a = Fowld::spawn(inviter, &mailbox.url(), &["--no-relay"]);
-        let mut b = Fowld::spawn(peer, &mailbox.url(), &["--no-relay"]);
+        let mut a = Fowld::spawn(inviter, &url, &["--no-relay"]);
+        let mut b = Fowld::spawn(peer, &url, &["--no-relay"]);
         pair(&mut a, &mut b).await;
         if roost_is_inviter {
             forward_echo(&mut a, &mut b, &[size, 1000]).await;
@@ -144,14 +152,6 @@ async fn two_python_fowlds_through_the_fowl_server_binary() {
     .unwrap();
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Python fowl's own scenarios (its integration tests and error table), our fowld on one side and
 /// Python's on the other: `roost` runs `local`, `fledge` runs `remote`.
 async fn python_scenarios(roost_impl: Impl, fledge_impl: Impl) {
@@ -162,7 +162,7 @@ async fn python_scenarios(roost_impl: Impl, fledge_impl: Impl) {
         let mut fledge = Fowld::spawn(fledge_impl, &mailbox.url(), &["--no-relay"]);
         let echo = echo_server().await;
         // test_happy_local: `local` with both ports, sent before the peer connects
-        let listen_port = free_port();
+        let listen_port = common::port_to_listen_on("127.0.0.1");
         roost
             .send_local(json!({"kind": "local", "name": "happy-local", "local_listen_port": listen_port, "remote_connect_port": echo}))
             .await;
@@ -174,7 +174,7 @@ async fn python_scenarios(roost_impl: Impl, fledge_impl: Impl) {
         assert_eq!(through(listen_port, &data).await, data);
 
         // test_happy_remote: the fledge names the roost's listening port
-        let wanted = free_port();
+        let wanted = common::port_to_listen_on("127.0.0.1");
         roost.send_local(json!({"kind": "local", "name": "a unique service name"})).await;
         fledge
             .send(json!({"kind": "remote", "name": "a unique service name", "remote_listen_port": wanted, "local_connect_port": echo}))
@@ -184,7 +184,8 @@ async fn python_scenarios(roost_impl: Impl, fledge_impl: Impl) {
         assert_eq!(through(wanted, &data).await, data);
 
         // forward with no server listening
-        let dead = free_port();
+        let refusing = common::RefusingPort::reserve();
+        let dead = refusing.port;
         roost.send_local(json!({"kind": "local", "name": "nobody"})).await;
         fledge
             .send(json!({"kind": "remote", "name": "nobody", "local_connect_port": dead}))
@@ -199,7 +200,10 @@ async fn python_scenarios(roost_impl: Impl, fledge_impl: Impl) {
         assert_eq!(roost.expect("outgoing-lost").await["reason"], refused);
 
         // the port disagreements
-        let (x, y) = (free_port(), free_port());
+        let (x, y) = (
+            common::port_to_listen_on("127.0.0.1"),
+            common::port_to_listen_on("127.0.0.1"),
+        );
         roost.send_local(json!({"kind": "local", "name": "ports", "local_listen_port": x})).await;
         fledge
             .send(json!({"kind": "remote", "name": "ports", "remote_listen_port": y}))

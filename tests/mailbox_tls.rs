@@ -1,5 +1,4 @@
-//! `wss://`: the real Python mailbox server behind a TLS-terminating proxy with a private
-//! certificate.
+//! `wss://`: our mailbox server behind a TLS-terminating proxy with a private certificate.
 
 mod common;
 
@@ -47,8 +46,8 @@ async fn tls_proxy(backend_port: u16) -> (u16, Vec<u8>, tokio::task::JoinHandle<
 
 #[tokio::test]
 async fn wss_to_a_server_with_a_private_ca() {
-    let server = common::MailboxServer::start();
-    let (port, cert, proxy) = tls_proxy(server.0.port).await;
+    let servers = common::RustServers::start();
+    let (port, cert, proxy) = tls_proxy(servers.mailbox.port).await;
     let url = format!("wss://localhost:{port}/v1");
 
     tokio::time::timeout(Duration::from_secs(60), async {

@@ -241,7 +241,8 @@ async fn mailbox_server_restart_mid_session_loses_and_duplicates_nothing() {
 #[tokio::test]
 async fn unreachable_mailbox_is_a_clear_error_in_bounded_time() {
     // nothing listens on this port
-    let url = format!("ws://127.0.0.1:{}/v1", common::free_port());
+    let refusing = common::RefusingPort::reserve();
+    let url = format!("ws://127.0.0.1:{}/v1", refusing.port);
     let started = std::time::Instant::now();
     let err = Wormhole::connect(config(&url))
         .await

@@ -1,13 +1,13 @@
-//! Fixtures for tests against real components: the Python mailbox server and transit relay on
-//! free loopback ports, and Python peer programs. Every process is killed when its fixture is
-//! dropped, also when a test fails.
+//! Fixtures for tests against real components: our mailbox server and transit relay (for tests
+//! whose peers are all ours), the Python mailbox server and transit relay (where a Python peer or
+//! the Python server itself takes part), on loopback ports, and Python peer programs. Every server
+//! and process is stopped when its fixture is dropped, also when a test fails.
 #![allow(dead_code)]
 
 pub mod dilation;
 pub mod fowld;
 pub mod schema;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,34 +35,118 @@ pub fn python_script(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A loopback port that refuses connections while the returned value lives: a socket is bound
+/// to it (so nothing else can listen there) but never listens.
+pub struct RefusingPort {
+    _socket: tokio::net::TcpSocket,
+    pub port: u16,
 }
 
-fn wait_until_listening(child: &mut Child, port: u16, what: &str, log: &Path) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_ok() {
-            return true;
+impl RefusingPort {
+    pub fn reserve() -> RefusingPort {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+        let port = socket.local_addr().unwrap().port();
+        RefusingPort {
+            _socket: socket,
+            port,
+        }
+    }
+}
+
+/// A port on `host` for a program under test to listen on, where the test must name the port
+/// itself (a listener of ours on port 0 could not be handed over). It lies below the kernel's
+/// ephemeral range, from which every `bind(port 0)` (all other fixtures) and every outgoing
+/// connection take theirs, so none of those can take it before the program binds it; it is
+/// free now, and this process does not hand it out twice.
+pub fn port_to_listen_on(host: &str) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOWEST: u32 = 10_000;
+    let ephemeral_start: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral_start.saturating_sub(LOWEST).max(1);
+    // test binaries of parallel runs start at different places
+    let offset = std::process::id().wrapping_mul(7919);
+    for _ in 0..span {
+        let port = LOWEST + offset.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = u16::try_from(port).unwrap();
+        if std::net::TcpListener::bind((host, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on {host} below the ephemeral range");
+}
+
+/// How long a `twist` server may take to say it listens (Python start-up on a busy machine).
+const TWIST_START: Duration = Duration::from_secs(30);
+/// How long `restart` keeps trying to get its old port back.
+const TWIST_RESTART: Duration = Duration::from_secs(10);
+
+/// What one `twist` child said about its listening port.
+enum Listen {
+    /// It listens on this port.
+    On(u16),
+    /// It could not listen, or exited: its log from this start on.
+    Failed(String),
+}
+
+/// Waits until `child`'s own log (the records of `log` from byte `from` on, Twisted's JSON lines)
+/// says which port it listens on, or that it failed. Twisted logs "... starting on PORT" after
+/// `listen()`, so a client may connect from then on; a port it could not bind is logged as an
+/// error (`CannotListenError`) while the process keeps running, so that counts as failure too.
+fn wait_until_listening(child: &mut Child, log: &Path, from: u64, what: &str) -> Listen {
+    let deadline = Instant::now() + TWIST_START;
+    loop {
+        let said = read_from(log, from);
+        // only complete records: each starts with RS (0x1e) and ends with a newline
+        let complete = &said[..said.rfind('\n').map_or(0, |i| i + 1)];
+        for record in complete
+            .split(['\u{1e}', '\n'])
+            .filter(|r| !r.trim().is_empty())
+        {
+            let Ok(v) = serde_json::from_str::<Value>(record) else {
+                continue;
+            };
+            let text = v["log_text"].as_str().unwrap_or_default();
+            if let Some(port) = text
+                .rsplit_once(" starting on ")
+                .and_then(|(_, p)| p.trim().parse::<u16>().ok())
+            {
+                return Listen::On(port);
+            }
+            let level = v["log_level"]["name"].as_str().unwrap_or_default();
+            if v["isError"] == 1 || level == "error" || level == "critical" {
+                return Listen::Failed(said);
+            }
         }
         if let Ok(Some(status)) = child.try_wait() {
-            eprintln!(
-                "{what} exited with {status}: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-            return false;
+            return Listen::Failed(format!("{}exited with {status}", read_from(log, from)));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            Instant::now() < deadline,
+            "twist {what} did not say it listens within {TWIST_START:?}; its log:\n{said}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("{what} did not listen on port {port} within 30 s");
 }
 
-/// A `twist` plugin (Python server) on a loopback port, killed on drop.
+/// The text of `path` from byte `from` on.
+fn read_from(path: &Path, from: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut text = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        if f.seek(SeekFrom::Start(from)).is_ok() {
+            let _ = f.read_to_end(&mut text);
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// A `twist` plugin (Python server) on a loopback port, killed on drop. The port is the one the
+/// server itself reports (it binds port 0), so no other test's listener can be mistaken for it.
 pub struct TwistServer {
     plugin: &'static str,
     extra: Vec<String>,
@@ -81,26 +165,36 @@ impl TwistServer {
             dir,
             child: None,
         };
-        for _ in 0..5 {
-            // a port picked here can be taken by a parallel test before twist binds it: retry
-            server.port = free_port();
-            if server.spawn() {
-                return server;
-            }
+        match server.spawn(0) {
+            Listen::On(port) => server.port = port,
+            Listen::Failed(log) => panic!("could not start twist {plugin}: {log}"),
         }
-        panic!("could not start twist {plugin}");
+        server
     }
 
-    fn spawn(&mut self) -> bool {
-        let log = self.dir.path().join(format!("{}.log", self.plugin));
+    fn log(&self) -> PathBuf {
+        self.dir.path().join(format!("{}.log", self.plugin))
+    }
+
+    /// Starts the server on `port` (0: one the system picks) and waits until this child says
+    /// whether it listens. A child that failed is killed.
+    fn spawn(&mut self, port: u16) -> Listen {
+        assert!(
+            self.child.is_none(),
+            "the previous twist {} still runs",
+            self.plugin
+        );
+        let log = self.log();
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .unwrap();
+        // where this child's output starts (an earlier run's output is before it)
+        let from = log_file.metadata().unwrap().len();
         let mut child = Command::new(venv().join("bin/twist"))
             .arg(self.plugin)
-            .arg(format!("--port=tcp:{}:interface=127.0.0.1", self.port))
+            .arg(format!("--port=tcp:{port}:interface=127.0.0.1"))
             .args(&self.extra)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
@@ -108,11 +202,20 @@ impl TwistServer {
             .stderr(log_file)
             .spawn()
             .expect("spawn twist");
-        let up = wait_until_listening(&mut child, self.port, self.plugin, &log);
-        if up {
-            self.child = Some(child);
+        let listen = wait_until_listening(&mut child, &log, from, self.plugin);
+        match listen {
+            Listen::On(on) if port == 0 || on == port => self.child = Some(child),
+            Listen::On(on) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("twist {} listens on {on}, not on {port}", self.plugin);
+            }
+            Listen::Failed(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
-        up
+        listen
     }
 
     /// Kills the server (as a crash would: SIGKILL).
@@ -123,18 +226,22 @@ impl TwistServer {
         }
     }
 
-    /// Starts it again on the same port, with the same state directory.
+    /// Starts it again on the same port, with the same state directory. The port may be taken
+    /// for a moment (a connection of the old server lingering): tries again for a bounded time.
     pub fn restart(&mut self) {
         self.kill();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.spawn() {
-            assert!(
-                Instant::now() < deadline,
-                "could not restart twist {} on port {}",
-                self.plugin,
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(200));
+        let deadline = Instant::now() + TWIST_RESTART;
+        loop {
+            match self.spawn(self.port) {
+                Listen::On(_) => return,
+                Listen::Failed(log) => assert!(
+                    Instant::now() < deadline,
+                    "could not restart twist {} on port {} within {TWIST_RESTART:?}: {log}",
+                    self.plugin,
+                    self.port
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
@@ -193,6 +300,128 @@ impl TransitRelay {
 
     pub fn hint(&self) -> String {
         format!("tcp:127.0.0.1:{}", self.0.port)
+    }
+}
+
+/// Which of our servers a `RustServer` runs.
+#[derive(Debug, Clone, Copy)]
+enum RustServerKind {
+    Mailbox,
+    Relay,
+}
+
+/// One of our servers (`fowl::server`) on a loopback port, on a thread with a runtime of its own,
+/// as a separate server process would be: the test's runtime does not carry it, and `kill` closes
+/// its listener and every connection at once. Stopped on drop.
+pub struct RustServer {
+    kind: RustServerKind,
+    pub port: u16,
+    running: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        std::thread::JoinHandle<()>,
+    )>,
+}
+
+impl RustServer {
+    fn start(kind: RustServerKind) -> RustServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut server = RustServer {
+            kind,
+            port: listener.local_addr().unwrap().port(),
+            running: None,
+        };
+        server.run(listener);
+        server
+    }
+
+    /// Serves on `listener` (already listening: connections queue until the thread accepts).
+    fn run(&mut self, listener: std::net::TcpListener) {
+        listener.set_nonblocking(true).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let kind = self.kind;
+        let thread = std::thread::Builder::new()
+            .name(format!("{kind:?} server"))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                    let _server: Box<dyn std::any::Any> = match kind {
+                        RustServerKind::Mailbox => Box::new(
+                            fowl::server::mailbox::serve(listener, Default::default()).unwrap(),
+                        ),
+                        RustServerKind::Relay => Box::new(
+                            fowl::server::relay::serve(listener, Default::default()).unwrap(),
+                        ),
+                    };
+                    let _ = stopped.await;
+                });
+                // dropping the runtime drops every task: the listener and all connections close
+            })
+            .unwrap();
+        self.running = Some((stop, thread));
+    }
+
+    /// Stops the server and closes all its connections, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some((stop, thread)) = self.running.take() {
+            drop(stop);
+            if thread.join().is_err() && !std::thread::panicking() {
+                panic!("our {:?} server's thread panicked", self.kind);
+            }
+        }
+    }
+
+    /// Starts it again on the same port, with fresh state. The port may be taken for a moment:
+    /// tries again for a bounded time.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match std::net::TcpListener::bind(("127.0.0.1", self.port)) {
+                Ok(listener) => break listener,
+                Err(e) => assert!(
+                    Instant::now() < deadline,
+                    "could not restart our {:?} server on port {}: {e}",
+                    self.kind,
+                    self.port
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        self.run(listener);
+    }
+}
+
+impl Drop for RustServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Our mailbox server and transit relay, for tests whose peers are all ours.
+pub struct RustServers {
+    pub mailbox: RustServer,
+    pub relay: RustServer,
+}
+
+impl RustServers {
+    pub fn start() -> RustServers {
+        RustServers {
+            mailbox: RustServer::start(RustServerKind::Mailbox),
+            relay: RustServer::start(RustServerKind::Relay),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/v1", self.mailbox.port)
+    }
+
+    /// The relay's `tcp:HOST:PORT` hint.
+    pub fn relay_hint(&self) -> String {
+        format!("tcp:127.0.0.1:{}", self.relay.port)
     }
 }
 
