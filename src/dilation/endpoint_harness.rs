@@ -94,6 +94,8 @@ pub struct Peer {
     pub closed: HashSet<Scid>,
     /// Dials this peer made: (host, port, path).
     pub dials: Vec<(String, u16, PathKind)>,
+    /// Record bytes sealed onto links.
+    pub transmitted: usize,
 }
 
 struct RelaySock {
@@ -160,6 +162,7 @@ impl Pair {
                 read_closed: HashSet::new(),
                 closed: HashSet::new(),
                 dials: Vec::new(),
+                transmitted: 0,
             }
         };
         Pair {
@@ -238,8 +241,10 @@ impl Pair {
                     break;
                 };
                 let mut scratch = Vec::new();
+                let before = out.len();
                 let _ =
                     p.ep.poll_transmit(64 * 1024, |r| send.seal_record(r, &mut out, &mut scratch));
+                p.transmitted += out.len() - before;
                 progressed = true;
             }
             if !out.is_empty() {

@@ -436,18 +436,22 @@ fn a_paused_reader_raises_the_unacknowledged_cap_and_resuming_restores_it() {
     pair.start_dilation();
     assert!(pair.run_until(10 * SECOND, Pair::connected));
     let mut rng = Rng::new(9);
-    let mut streams = vec![Stream::new(&mut pair, LEADER, "a", 400_000, &mut rng)];
-    // the Follower never acknowledges: its connection is silent for the Leader's records
-    pair.peers[LEADER].ep.handle_backlog(99, true);
+    let mut stream = Stream::new(&mut pair, LEADER, "a", 400_000, &mut rng);
+    // the Follower's acknowledgements never arrive: the path is silent
     pair.blackhole = true;
     for _ in 0..100 {
-        streams[0].write(&mut pair, 8192);
+        stream.write(&mut pair, 8192);
     }
+    let capped = pair.peers[LEADER].transmitted;
+    assert!(capped <= 64 * 1024 + 16 * 1024, "the cap holds: {capped}");
+    // our reader of some subchannel is full: the cap rises, fresh records go
+    pair.peers[LEADER].ep.handle_backlog(99, true);
+    assert!(!pair.peers[LEADER].ep.wants_read());
     pair.pump();
-    let paused_unacked = pair.peers[LEADER].ep.unacked_bytes();
+    let raised = pair.peers[LEADER].transmitted;
     assert!(
-        paused_unacked > 400_000,
-        "the raised cap let fresh records go: {paused_unacked}"
+        raised > 400_000,
+        "the raised cap let fresh records go: {raised}"
     );
     pair.peers[LEADER].ep.handle_backlog(99, false);
     assert!(pair.peers[LEADER].ep.wants_read());

@@ -5,6 +5,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::endpoint::LocalStream;
 use super::events::{Event, EventQueue, StreamId};
+use super::ForwardError;
 use crate::dilation::Subchannel;
 
 /// Bytes read at a time from either side.
@@ -18,21 +19,21 @@ pub async fn forward(
     sub: Subchannel,
     id: StreamId,
     events: &EventQueue,
-) -> Result<(), String> {
+) -> Result<(), ForwardError> {
     let fully_closed = sub.fully_closed();
     let (mut lr, mut lw) = tokio::io::split(local);
     let (mut sr, mut sw) = tokio::io::split(sub);
     let up = async {
         let mut buf = vec![0u8; CHUNK];
         loop {
-            let n = lr.read(&mut buf).await.map_err(|e| e.to_string())?;
+            let n = lr.read(&mut buf).await?;
             if n == 0 {
                 let _ = sw.shutdown().await;
-                return Ok::<(), String>(());
+                return Ok::<(), ForwardError>(());
             }
             sw.write_all(&buf[..n])
                 .await
-                .map_err(|e| format!("peer stream closed: {e}"))?;
+                .map_err(ForwardError::PeerClosed)?;
             events.push(Event::BytesIn {
                 id,
                 bytes: n as u64,
@@ -42,12 +43,12 @@ pub async fn forward(
     let down = async {
         let mut buf = vec![0u8; CHUNK];
         loop {
-            let n = sr.read(&mut buf).await.map_err(|e| e.to_string())?;
+            let n = sr.read(&mut buf).await?;
             if n == 0 {
                 let _ = lw.shutdown().await;
-                return Ok::<bool, String>(fully_closed.get());
+                return Ok::<bool, ForwardError>(fully_closed.get());
             }
-            lw.write_all(&buf[..n]).await.map_err(|e| e.to_string())?;
+            lw.write_all(&buf[..n]).await?;
             events.push(Event::BytesOut {
                 id,
                 bytes: n as u64,

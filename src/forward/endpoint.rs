@@ -48,12 +48,29 @@ fn describe(host: &str, port: u16) -> String {
     }
 }
 
+/// Why a local socket could not be had. The texts are Python fowl's where it has one (they are
+/// reported to the controller and, for connects, to the peer).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("Couldn't listen on {at}: {reason}.")]
+    Listen { at: String, reason: String },
+    #[error("Connection was refused by other side: {errno}: Connection refused.")]
+    Refused { errno: i32 },
+    #[error("Couldn't connect to {at}: {reason}.")]
+    Connect { at: String, reason: String },
+    #[error("no unix sockets here: {0}")]
+    NoUnix(String),
+    #[error("no free port on {host}: {reason}")]
+    NoFreePort { host: String, reason: String },
+}
+
 /// Opens a listener; the error text names the address, like Python's.
-pub async fn listen(at: &ListenAt) -> Result<Listener, String> {
+pub async fn listen(at: &ListenAt) -> Result<Listener, EndpointError> {
     match at {
         ListenAt::Tcp { host, port } => {
-            let fail = |e: &dyn std::fmt::Display| {
-                format!("Couldn't listen on {}: {e}.", describe(host, *port))
+            let fail = |e: &dyn std::fmt::Display| EndpointError::Listen {
+                at: describe(host, *port),
+                reason: e.to_string(),
             };
             let addr: SocketAddr = tokio::net::lookup_host((bare_host(host), *port))
                 .await
@@ -75,12 +92,15 @@ pub async fn listen(at: &ListenAt) -> Result<Listener, String> {
         }
         #[cfg(unix)]
         ListenAt::Unix(path) => {
-            let listener = tokio::net::UnixListener::bind(path)
-                .map_err(|e| format!("Couldn't listen on {}: {e}.", path.display()))?;
+            let listener =
+                tokio::net::UnixListener::bind(path).map_err(|e| EndpointError::Listen {
+                    at: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
             Ok(Listener::Unix(listener, path.clone()))
         }
         #[cfg(not(unix))]
-        ListenAt::Unix(path) => Err(format!("no unix sockets here: {}", path.display())),
+        ListenAt::Unix(path) => Err(EndpointError::NoUnix(path.display().to_string())),
     }
 }
 
@@ -118,36 +138,43 @@ impl Listener {
 
 /// Connects to a local service. A refused TCP connection reads as Python's
 /// `Connection was refused by other side: 111: Connection refused.`
-pub async fn connect(to: &ConnectTo) -> Result<LocalStream, String> {
+pub async fn connect(to: &ConnectTo) -> Result<LocalStream, EndpointError> {
     match to {
         ConnectTo::Tcp { host, port } => match TcpStream::connect((bare_host(host), *port)).await {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
                 Ok(Box::new(s))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(format!(
-                "Connection was refused by other side: {}: Connection refused.",
-                e.raw_os_error().unwrap_or(111)
-            )),
-            Err(e) => Err(format!(
-                "Couldn't connect to {}: {e}.",
-                describe(host, *port)
-            )),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                Err(EndpointError::Refused {
+                    errno: e.raw_os_error().unwrap_or(111),
+                })
+            }
+            Err(e) => Err(EndpointError::Connect {
+                at: describe(host, *port),
+                reason: e.to_string(),
+            }),
         },
         #[cfg(unix)]
         ConnectTo::Unix(path) => match tokio::net::UnixStream::connect(path).await {
             Ok(s) => Ok(Box::new(s)),
-            Err(e) => Err(format!("Couldn't connect to {}: {e}.", path.display())),
+            Err(e) => Err(EndpointError::Connect {
+                at: path.display().to_string(),
+                reason: e.to_string(),
+            }),
         },
         #[cfg(not(unix))]
-        ConnectTo::Unix(path) => Err(format!("no unix sockets here: {}", path.display())),
+        ConnectTo::Unix(path) => Err(EndpointError::NoUnix(path.display().to_string())),
     }
 }
 
 /// A free TCP port on `host` right now (nothing listens on it; the user's service is to).
-pub fn free_port(host: &str) -> Result<u16, String> {
+pub fn free_port(host: &str) -> Result<u16, EndpointError> {
     std::net::TcpListener::bind((bare_host(host), 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|e| format!("no free port on {host}: {e}"))
+        .map_err(|e| EndpointError::NoFreePort {
+            host: host.into(),
+            reason: e.to_string(),
+        })
 }

@@ -13,7 +13,7 @@ use super::events::{Event, EventQueue, StreamId};
 use super::frame;
 use super::messages::{Command, Handshake, ListenerResponse, Reply};
 use super::policy::{ConnectPlan, ConnectTo, LocalSpec, RemoteSpec, Services};
-use super::{COMMANDS, STREAMS};
+use super::{ForwardError, COMMANDS, STREAMS};
 use crate::dilation::{DilatedHandle, Subchannel};
 
 /// How long a peer may take to send a handshake or a reply.
@@ -85,21 +85,28 @@ impl Engine {
     pub fn remote(&self, spec: RemoteSpec) {
         let request = match self.services().begin_remote(&spec) {
             Ok(r) => r,
-            Err(e) => return self.emit(Event::Error(e)),
+            Err(e) => return self.emit(Event::Error(e.to_string())),
         };
         let e = self.clone();
         tokio::spawn(async move {
-            if let Err(msg) = e
+            if let Err(err) = e
                 .request_listener(&spec, Command::RequestListener(request))
                 .await
             {
-                e.emit(Event::Error(msg));
+                e.emit(Event::Error(err.to_string()));
             }
         });
     }
 
-    async fn request_listener(&self, spec: &RemoteSpec, request: Command) -> Result<(), String> {
-        let failed = |e: &dyn std::fmt::Display| format!("Service \"{}\" failed: {e}", spec.name);
+    async fn request_listener(
+        &self,
+        spec: &RemoteSpec,
+        request: Command,
+    ) -> Result<(), ForwardError> {
+        let failed = |e: &dyn std::fmt::Display| ForwardError::Request {
+            name: spec.name.clone(),
+            reason: e.to_string(),
+        };
         let mut sub = self
             .0
             .dilated
@@ -169,8 +176,9 @@ impl Engine {
             let opened = match plan {
                 Ok(plan) => endpoint::listen(&plan.at)
                     .await
-                    .map(|l| (l, plan.desired_port)),
-                Err(e) => Err(e),
+                    .map(|l| (l, plan.desired_port))
+                    .map_err(ForwardError::from),
+                Err(e) => Err(ForwardError::from(e)),
             };
             let reply = match &opened {
                 Ok((_, desired_port)) => ListenerResponse::Listening {
@@ -179,7 +187,7 @@ impl Engine {
                 },
                 Err(reason) => ListenerResponse::Refused {
                     name: name.clone(),
-                    reason: reason.clone(),
+                    reason: reason.to_string(),
                 },
             };
             if sub
@@ -207,6 +215,7 @@ impl Engine {
                     self.emit(Event::Error(format!(
                         "Failed to listen on \"{name}\": {reason}"
                     )));
+                    let reason = reason.to_string();
                     self.emit(Event::ListeningFailed { name, reason });
                 }
             }
@@ -231,27 +240,19 @@ impl Engine {
     async fn outgoing(self, name: String, local: LocalStream) {
         let id = self.next_id();
         let result = async {
-            let mut sub = self
-                .0
-                .dilated
-                .open(STREAMS)
-                .await
-                .map_err(|e| e.to_string())?;
-            let hs = Handshake { name: name.clone() }
-                .encode()
-                .map_err(|e| e.to_string())?;
-            sub.write_all(&hs).await.map_err(|e| e.to_string())?;
+            let mut sub = self.0.dilated.open(STREAMS).await?;
+            let hs = Handshake { name: name.clone() }.encode()?;
+            sub.write_all(&hs).await?;
             self.emit(Event::OutgoingConnection {
                 name: name.clone(),
                 id,
             });
             let reply = tokio::time::timeout(PEER_TIMEOUT, frame::read(&mut sub))
                 .await
-                .map_err(|_| "no reply from the peer".to_string())?
-                .map_err(|e| e.to_string())?;
+                .map_err(|_| ForwardError::NoReply)??;
             match Reply::decode(&reply) {
                 Reply::Connected => super::copy::forward(local, sub, id, &self.0.events).await,
-                Reply::Refused(reason) => Err(reason),
+                Reply::Refused(reason) => Err(ForwardError::Refused(reason)),
             }
         }
         .await;
@@ -259,7 +260,7 @@ impl Engine {
             self.emit(Event::OutgoingLost {
                 name: name.clone(),
                 id,
-                reason,
+                reason: reason.to_string(),
             });
         }
         self.emit(Event::OutgoingDone { name, id });
@@ -283,13 +284,16 @@ impl Engine {
             Ok(to) => to,
             Err(reason) => {
                 return self
-                    .refuse_stream(sub, id, "Against local policy", reason)
+                    .refuse_stream(sub, id, "Against local policy", reason.to_string())
                     .await
             }
         };
         let local = match tokio::time::timeout(CONNECT_TIMEOUT, endpoint::connect(&to)).await {
             Ok(Ok(local)) => local,
-            Ok(Err(reason)) => return self.refuse_stream(sub, id, &reason.clone(), reason).await,
+            Ok(Err(reason)) => {
+                let reason = reason.to_string();
+                return self.refuse_stream(sub, id, &reason, reason.clone()).await;
+            }
             Err(_) => {
                 let reason = "connection timed out";
                 return self.refuse_stream(sub, id, reason, reason.into()).await;
@@ -303,7 +307,10 @@ impl Engine {
         }
         match super::copy::forward(local, sub, id, &self.0.events).await {
             Ok(()) => self.emit(Event::IncomingDone { id }),
-            Err(reason) => self.emit(Event::IncomingLost { id, reason }),
+            Err(reason) => self.emit(Event::IncomingLost {
+                id,
+                reason: reason.to_string(),
+            }),
         }
     }
 

@@ -3,8 +3,12 @@
 //! so totals stay exact while the queue holds at most one count per stream and direction.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
+
+use crate::dilation::PathKind;
+use crate::wormhole::Mood;
 
 /// A stream's number within this process, shared by outgoing and incoming streams, from 1.
 pub type StreamId = u64;
@@ -63,8 +67,46 @@ pub enum Event {
         reason: String,
     },
     Error(String),
-    /// A ready-made status line from the interface layer, queued in order with the rest.
-    Status(serde_json::Value),
+    /// What the session around the engine reports, queued in order with the rest.
+    Status(Status),
+}
+
+/// What a fowl session reports besides the engine's events (fowld's session kinds).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Status {
+    /// The mailbox server at `url` welcomed us (its whole welcome object, as it sent it).
+    Welcome {
+        url: String,
+        welcome: serde_json::Value,
+    },
+    CodeAllocated {
+        code: String,
+    },
+    /// The key is confirmed and the peer's versions are known: the verifier (hex) and the peer's
+    /// application versions (its own JSON).
+    PeerConnected {
+        verifier: String,
+        versions: serde_json::Value,
+    },
+    /// Opt-in: a Dilation connection was selected.
+    DilationConnected {
+        generation: u32,
+        path: PathKind,
+        peer: SocketAddr,
+    },
+    /// Opt-in: the Dilation connection was lost; a new generation is connecting.
+    DilationReconnecting {
+        generation: u32,
+    },
+    /// The answer to the controller's ping: its own `ping_id`, and the round trip in seconds.
+    Pong {
+        ping_id: serde_json::Value,
+        time_of_flight: f64,
+    },
+    /// The session ended with this mood.
+    Closed {
+        mood: Mood,
+    },
 }
 
 /// A byte count's key (stream, is-in) and its bytes; `None` for other events.

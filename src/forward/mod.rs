@@ -10,6 +10,37 @@ pub mod frame;
 pub mod messages;
 pub mod policy;
 
+pub use endpoint::EndpointError;
+pub use policy::PolicyError;
+
+/// Why a listener request or a forwarded stream failed. The texts are what fowld reports (and,
+/// for the policy's, what the peer is told), in Python fowl's words where it has them.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    /// A listener request for `name` did not get through.
+    #[error("Service \"{name}\" failed: {reason}")]
+    Request { name: String, reason: String },
+    #[error(transparent)]
+    Dilation(#[from] crate::dilation::DilationError),
+    #[error(transparent)]
+    Frame(#[from] frame::FrameError),
+    /// Reading or writing the local stream, or reading the peer's.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// Writing to the peer's stream.
+    #[error("peer stream closed: {0}")]
+    PeerClosed(std::io::Error),
+    #[error("no reply from the peer")]
+    NoReply,
+    /// The peer refused the stream, for this reason.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// The application id of fowl sessions.
 pub const APPID: &str = "meejah.ca/wormhole/forward";
 /// Subprotocol of listener requests.

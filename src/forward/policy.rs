@@ -79,6 +79,27 @@ pub struct Services {
     targets: HashMap<String, ConnectTo>,
 }
 
+/// Why the policy refuses. The texts are Python fowl's: a refusal travels to the peer, which
+/// shows it to its user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("fledge({0}) when we already have a roost for that name")]
+    AlreadyRoost(String),
+    #[error("Supposedly unique \"{0}\" already in our services")]
+    AlreadyFledged(String),
+    #[error("No service permitted for name: {0}")]
+    NoService(String),
+    #[error("Desired port {desired} does not match {ours}")]
+    PortMismatch { desired: u16, ours: u16 },
+    #[error("Service \"{name}\" failed: {reason}")]
+    Refused { name: String, reason: String },
+    #[error("Reply asked for port {asked} but we specified {ours}")]
+    ReplyPortMismatch { asked: u16, ours: u16 },
+    /// A stream arrived for a name we never established (`None`: no name at all).
+    #[error("Incoming connection against local policy: No service \"{}\"", .0.as_deref().unwrap_or("None"))]
+    UnknownStream(Option<String>),
+}
+
 impl Services {
     /// Records (or replaces) a `local`; nothing is sent.
     pub fn add_local(&mut self, spec: LocalSpec) {
@@ -86,18 +107,12 @@ impl Services {
     }
 
     /// Checks and records a `remote` before its request is sent.
-    pub fn begin_remote(&mut self, spec: &RemoteSpec) -> Result<RequestListener, String> {
+    pub fn begin_remote(&mut self, spec: &RemoteSpec) -> Result<RequestListener, PolicyError> {
         if self.roosts.contains_key(&spec.name) {
-            return Err(format!(
-                "fledge({}) when we already have a roost for that name",
-                spec.name
-            ));
+            return Err(PolicyError::AlreadyRoost(spec.name.clone()));
         }
         if !self.fledged.insert(spec.name.clone()) {
-            return Err(format!(
-                "Supposedly unique \"{}\" already in our services",
-                spec.name
-            ));
+            return Err(PolicyError::AlreadyFledged(spec.name.clone()));
         }
         Ok(RequestListener {
             name: spec.name.clone(),
@@ -106,15 +121,15 @@ impl Services {
     }
 
     /// The roost side gets a request: the listener to open, or the refusal reason.
-    pub fn on_request(&mut self, req: &RequestListener) -> Result<ListenPlan, String> {
+    pub fn on_request(&mut self, req: &RequestListener) -> Result<ListenPlan, PolicyError> {
         let spec = self
             .roosts
             .get_mut(&req.name)
-            .ok_or_else(|| format!("No service permitted for name: {}", req.name))?;
+            .ok_or_else(|| PolicyError::NoService(req.name.clone()))?;
         if let Some(p) = req.listen_port {
             match spec.listen_port {
                 Some(ours) if ours != p => {
-                    return Err(format!("Desired port {p} does not match {ours}"))
+                    return Err(PolicyError::PortMismatch { desired: p, ours })
                 }
                 // like Python, the peer's port sticks to the roost for later requests
                 _ => spec.listen_port = Some(p),
@@ -138,16 +153,19 @@ impl Services {
         &mut self,
         spec: &RemoteSpec,
         resp: &ListenerResponse,
-    ) -> Result<ConnectPlan, String> {
+    ) -> Result<ConnectPlan, PolicyError> {
         let desired = match resp {
             ListenerResponse::Refused { reason, .. } => {
-                return Err(format!("Service \"{}\" failed: {reason}", spec.name))
+                return Err(PolicyError::Refused {
+                    name: spec.name.clone(),
+                    reason: reason.clone(),
+                })
             }
             ListenerResponse::Listening { desired_port, .. } => *desired_port,
         };
         if let (Some(d), Some(ours)) = (desired, spec.local_connect_port) {
             if d != ours {
-                return Err(format!("Reply asked for port {d} but we specified {ours}"));
+                return Err(PolicyError::ReplyPortMismatch { asked: d, ours });
             }
         }
         if let Some(path) = &spec.connect_unix {
@@ -175,15 +193,10 @@ impl Services {
     }
 
     /// A stream arrives for `name`: where to connect, or the policy refusal for our log.
-    pub fn on_stream(&self, name: Option<&str>) -> Result<ConnectTo, String> {
+    pub fn on_stream(&self, name: Option<&str>) -> Result<ConnectTo, PolicyError> {
         name.and_then(|n| self.targets.get(n))
             .cloned()
-            .ok_or_else(|| {
-                format!(
-                    "Incoming connection against local policy: No service \"{}\"",
-                    name.unwrap_or("None")
-                )
-            })
+            .ok_or_else(|| PolicyError::UnknownStream(name.map(str::to_owned)))
     }
 }
 
@@ -217,8 +230,8 @@ mod tests {
         roost: LocalSpec,
         fledge: RemoteSpec,
     ) -> (
-        Result<ListenPlan, String>,
-        Option<Result<ConnectPlan, String>>,
+        Result<ListenPlan, PolicyError>,
+        Option<Result<ConnectPlan, PolicyError>>,
     ) {
         let (mut a, mut b) = (Services::default(), Services::default());
         a.add_local(roost);
@@ -228,7 +241,7 @@ mod tests {
             Ok(p) => listening(&fledge.name, p.desired_port),
             Err(reason) => ListenerResponse::Refused {
                 name: fledge.name.clone(),
-                reason: reason.clone(),
+                reason: reason.to_string(),
             },
         };
         (plan, Some(b.on_response(&fledge, &reply)))
@@ -272,9 +285,12 @@ mod tests {
             tcp(LOOPBACK, 8888)
         );
         let (plan, reply) = negotiate(roost, fledge);
-        assert_eq!(plan.unwrap_err(), "Desired port 8888 does not match 7777");
         assert_eq!(
-            reply.unwrap().unwrap_err(),
+            plan.unwrap_err().to_string(),
+            "Desired port 8888 does not match 7777"
+        );
+        assert_eq!(
+            reply.unwrap().unwrap_err().to_string(),
             "Service \"x\" failed: Desired port 8888 does not match 7777"
         );
     }
@@ -300,7 +316,7 @@ mod tests {
         let (plan, reply) = negotiate(roost, fledge);
         assert!(plan.is_ok(), "the roost listens anyway");
         assert_eq!(
-            reply.unwrap().unwrap_err(),
+            reply.unwrap().unwrap_err().to_string(),
             "Reply asked for port 1111 but we specified 3333"
         );
     }
@@ -335,22 +351,22 @@ mod tests {
             listen_port: None,
         };
         assert_eq!(
-            a.on_request(&req).unwrap_err(),
+            a.on_request(&req).unwrap_err().to_string(),
             "No service permitted for name: early"
         );
         a.add_local(local("mine"));
         assert_eq!(
-            a.begin_remote(&remote("mine")).unwrap_err(),
+            a.begin_remote(&remote("mine")).unwrap_err().to_string(),
             "fledge(mine) when we already have a roost for that name"
         );
         a.begin_remote(&remote("svc")).unwrap();
         assert_eq!(
-            a.begin_remote(&remote("svc")).unwrap_err(),
+            a.begin_remote(&remote("svc")).unwrap_err().to_string(),
             "Supposedly unique \"svc\" already in our services"
         );
         // a stream is only connected for an established fledge
         assert_eq!(
-            a.on_stream(Some("svc")).unwrap_err(),
+            a.on_stream(Some("svc")).unwrap_err().to_string(),
             "Incoming connection against local policy: No service \"svc\""
         );
         a.on_response(

@@ -36,25 +36,30 @@ pub struct NetworkArgs {
     pub no_listen: bool,
 }
 
+/// A command-line option with a value we cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct OptionError(pub String);
+
 impl NetworkArgs {
     /// The relay to use, or an error naming a malformed value.
-    pub fn relay(&self) -> Result<Option<RelayLocation>, String> {
+    pub fn relay(&self) -> Result<Option<RelayLocation>, OptionError> {
         if self.no_relay {
             return Ok(None);
         }
         self.relay
             .parse::<RelayLocation>()
             .map(Some)
-            .map_err(|e| format!("--relay: {e}"))
+            .map_err(|e| OptionError(format!("--relay: {e}")))
     }
 
     /// Checks the mailbox URL's scheme.
-    pub fn mailbox_url(&self) -> Result<String, String> {
+    pub fn mailbox_url(&self) -> Result<String, OptionError> {
         let url = mailbox_url(&self.mailbox);
         if !(url.starts_with("ws://") || url.starts_with("wss://")) {
-            return Err(format!(
+            return Err(OptionError(format!(
                 "--mailbox: {url:?} is neither a ws:// or wss:// URL nor default, local or winden"
-            ));
+            )));
         }
         Ok(url)
     }

@@ -105,7 +105,8 @@ async fn session(
         std::thread::spawn(move || render::render(q, live))
     };
     // `tx` stays alive: the session ends by the peer, Ctrl-C or SIGTERM, not by running dry
-    let code = run_with(opts, rx, queue.clone()).await;
+    let shutdown = super::server::shutdown_signal();
+    let code = run_with(opts, rx, queue.clone(), shutdown).await;
     drop(tx);
     queue.close();
     let _ = tokio::task::spawn_blocking(move || renderer.join()).await;

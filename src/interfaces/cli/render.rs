@@ -6,10 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use crate::forward::events::{Event, EventQueue};
-use crate::interfaces::fowld::output;
+use crate::forward::events::{Event, EventQueue, Status};
 
 #[derive(Default)]
 struct Stream {
@@ -56,82 +53,49 @@ fn verifier_groups(v: &str) -> String {
 }
 
 impl View {
-    /// Applies one output line; returns the plain line to print for it, if any.
-    pub fn apply(&mut self, v: &Value) -> Option<String> {
-        let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
-        let id = v["id"].as_u64().unwrap_or(0);
-        match v["kind"].as_str()? {
-            "welcome" => {
-                self.mailbox = Some(s("url"));
-                self.peer = "waiting for the peer";
-                None
-            }
-            "code-allocated" => {
-                self.code = Some(s("code"));
-                Some(format!("code: {}", s("code")))
-            }
-            "peer-connected" => {
-                self.verifier = Some(s("verifier"));
-                self.peer = "connected";
-                Some(format!(
-                    "peer connected; verifier: {}",
-                    verifier_groups(&s("verifier"))
-                ))
-            }
-            "dilation-connected" => {
-                self.path = Some(format!("{} to {}", s("path"), s("peer_address")));
-                self.peer = "connected";
-                Some(format!(
-                    "connection: {} to {}",
-                    s("path"),
-                    s("peer_address")
-                ))
-            }
-            "dilation-reconnecting" => {
-                self.peer = "reconnecting";
-                Some("connection lost: reconnecting".into())
-            }
-            "listening" => {
-                let at = match v["listening_path"].as_str() {
-                    Some(p) => p.to_string(),
-                    None => format!("port {}", v["listening_port"]),
+    /// Applies one event; returns the plain line to print for it, if any.
+    pub fn apply(&mut self, e: &Event) -> Option<String> {
+        match e {
+            Event::Status(status) => self.status(status),
+            Event::Listening { name, port, path } => {
+                let at = match (path, port) {
+                    (Some(p), _) => p.clone(),
+                    (None, Some(port)) => format!("port {port}"),
+                    (None, None) => "an unknown port".into(),
                 };
-                let line = format!("{}: listening on {at} for the peer's service", s("name"));
-                self.services.insert(s("name"), line.clone());
+                let line = format!("{name}: listening on {at} for the peer's service");
+                self.services.insert(name.clone(), line.clone());
                 Some(line)
             }
-            "awaiting-connect" => {
-                let at = match v["local_path"].as_str() {
-                    Some(p) => p.to_string(),
-                    None => format!("port {}", v["local_port"]),
+            Event::ListeningFailed { .. } => None,
+            Event::AwaitingConnect { name, port, path } => {
+                let at = match (path, port) {
+                    (Some(p), _) => p.clone(),
+                    (None, Some(port)) => format!("port {port}"),
+                    (None, None) => "an unknown port".into(),
                 };
-                let line = format!("{}: the peer listens; streams connect to {at}", s("name"));
-                self.services.insert(s("name"), line.clone());
+                let line = format!("{name}: the peer listens; streams connect to {at}");
+                self.services.insert(name.clone(), line.clone());
                 Some(line)
             }
-            "outgoing-connection" | "incoming-connection" => {
-                let name = v["service_name"].as_str().unwrap_or("?").to_string();
-                self.streams.insert(
-                    id,
-                    Stream {
-                        name: name.clone(),
-                        ..Default::default()
-                    },
-                );
-                Some(format!("stream {id} ({name}) opened"))
+            Event::OutgoingConnection { name, id } => self.opened(*id, name),
+            Event::IncomingConnection { name, id } => {
+                self.opened(*id, name.as_deref().unwrap_or("?"))
             }
-            "bytes-in" | "bytes-out" => {
-                let n = v["bytes"].as_u64().unwrap_or(0);
-                if let Some(st) = self.streams.get_mut(&id) {
-                    match v["kind"] == "bytes-in" {
-                        true => st.bytes_in += n,
-                        false => st.bytes_out += n,
-                    }
+            Event::BytesIn { id, bytes } => {
+                if let Some(st) = self.streams.get_mut(id) {
+                    st.bytes_in += bytes;
                 }
                 None
             }
-            "outgoing-done" | "incoming-done" => {
-                let st = self.streams.get_mut(&id)?;
+            Event::BytesOut { id, bytes } => {
+                if let Some(st) = self.streams.get_mut(id) {
+                    st.bytes_out += bytes;
+                }
+                None
+            }
+            Event::OutgoingDone { id, .. } | Event::IncomingDone { id } => {
+                let st = self.streams.get_mut(id)?;
                 st.ended = Some(Instant::now());
                 Some(format!(
                     "stream {id} ({}) done: {} sent, {} received",
@@ -140,19 +104,58 @@ impl View {
                     human_bytes(st.bytes_out)
                 ))
             }
-            "outgoing-lost" | "incoming-lost" => {
-                if let Some(st) = self.streams.get_mut(&id) {
+            Event::OutgoingLost { id, reason, .. } | Event::IncomingLost { id, reason } => {
+                if let Some(st) = self.streams.get_mut(id) {
                     st.ended = Some(Instant::now());
                 }
-                Some(format!("stream {id} failed: {}", s("reason")))
+                Some(format!("stream {id} failed: {reason}"))
             }
-            "error" => Some(format!("error: {}", s("message"))),
-            "closed" => {
+            Event::Error(message) => Some(format!("error: {message}")),
+        }
+    }
+
+    fn opened(&mut self, id: u64, name: &str) -> Option<String> {
+        let stream = Stream {
+            name: name.to_string(),
+            ..Default::default()
+        };
+        self.streams.insert(id, stream);
+        Some(format!("stream {id} ({name}) opened"))
+    }
+
+    fn status(&mut self, status: &Status) -> Option<String> {
+        match status {
+            Status::Welcome { url, .. } => {
+                self.mailbox = Some(url.clone());
+                self.peer = "waiting for the peer";
+                None
+            }
+            Status::CodeAllocated { code } => {
+                self.code = Some(code.clone());
+                Some(format!("code: {code}"))
+            }
+            Status::PeerConnected { verifier, .. } => {
+                self.verifier = Some(verifier.clone());
+                self.peer = "connected";
+                Some(format!(
+                    "peer connected; verifier: {}",
+                    verifier_groups(verifier)
+                ))
+            }
+            Status::DilationConnected { path, peer, .. } => {
+                self.path = Some(format!("{path} to {peer}"));
+                self.peer = "connected";
+                Some(format!("connection: {path} to {peer}"))
+            }
+            Status::DilationReconnecting { .. } => {
+                self.peer = "reconnecting";
+                Some("connection lost: reconnecting".into())
+            }
+            Status::Pong { .. } => None,
+            Status::Closed { mood } => {
                 self.peer = "closed";
-                Some(format!("closed: {}", s("result")))
+                Some(format!("closed: {}", mood.as_str()))
             }
-            "pong" => None,
-            _ => None,
         }
     }
 
@@ -214,11 +217,7 @@ pub fn render(queue: EventQueue, live: bool) {
             drawn = 0;
         }
         for e in &batch {
-            let v = match e {
-                Event::Status(v) => v.clone(),
-                other => output::event(other),
-            };
-            if let Some(line) = view.apply(&v) {
+            if let Some(line) = view.apply(e) {
                 let _ = writeln!(out, "{line}");
             }
         }

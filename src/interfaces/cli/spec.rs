@@ -70,8 +70,25 @@ fn parts(spec: &str) -> Result<Parts<'_>, String> {
     Ok(Parts::Segments(first.into(), segs[1..].to_vec()))
 }
 
+/// A specifier that does not parse (Python fowl's wording where it has one).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SpecError(pub String);
+
+impl From<String> for SpecError {
+    fn from(s: String) -> SpecError {
+        SpecError(s)
+    }
+}
+
+impl From<&str> for SpecError {
+    fn from(s: &str) -> SpecError {
+        SpecError(s.into())
+    }
+}
+
 /// `--local name[:PORT[:bind=ADDR][:remote-connect=PORT]]` or `--local name:/unix/path`.
-pub fn parse_local(spec: &str) -> Result<LocalSpec, String> {
+pub fn parse_local(spec: &str) -> Result<LocalSpec, SpecError> {
     let (name, segs) = match parts(spec)? {
         Parts::Unix(name, path) => {
             return Ok(LocalSpec {
@@ -100,7 +117,7 @@ pub fn parse_local(spec: &str) -> Result<LocalSpec, String> {
 }
 
 /// `--remote name[:PORT[:listen=PORT][:address=ADDR]]` or `--remote name:/unix/path`.
-pub fn parse_remote(spec: &str) -> Result<RemoteSpec, String> {
+pub fn parse_remote(spec: &str) -> Result<RemoteSpec, SpecError> {
     let (name, segs) = match parts(spec)? {
         Parts::Unix(name, path) => {
             return Ok(RemoteSpec {
@@ -130,7 +147,8 @@ pub fn parse_remote(spec: &str) -> Result<RemoteSpec, String> {
                 };
                 return Err(format!(
                     "\"{seg}\": keyword arguments need an = symbol (try with \"{hint}\")"
-                ));
+                )
+                .into());
             }
         }
     }
@@ -154,15 +172,15 @@ mod tests {
         let l = parse_local("sock:/tmp/a:b.sock").unwrap();
         assert_eq!(l.listen_unix, Some(PathBuf::from("/tmp/a:b.sock")));
         assert_eq!(
-            parse_local("x:0").unwrap_err(),
+            parse_local("x:0").unwrap_err().to_string(),
             "Ports must be an integer from 1 to 65535"
         );
         assert_eq!(
-            parse_local("x:1:listen=2").unwrap_err(),
+            parse_local("x:1:listen=2").unwrap_err().to_string(),
             "--local specifier accepts remote-connect= or bind= only"
         );
         assert_eq!(
-            parse_local("x:1:a=1:b=2:c=3").unwrap_err(),
+            parse_local("x:1:a=1:b=2:c=3").unwrap_err().to_string(),
             "Too many colons: 4 > 3"
         );
         assert!(parse_local(":1").is_err());
@@ -185,15 +203,15 @@ mod tests {
         let r = parse_remote("app:./run/app.sock").unwrap();
         assert_eq!(r.connect_unix, Some(PathBuf::from("./run/app.sock")));
         assert_eq!(
-            parse_remote("x:1:8000").unwrap_err(),
+            parse_remote("x:1:8000").unwrap_err().to_string(),
             "\"8000\": keyword arguments need an = symbol (try with \"listen=N\")"
         );
         assert_eq!(
-            parse_remote("x:1:host").unwrap_err(),
+            parse_remote("x:1:host").unwrap_err().to_string(),
             "\"host\": keyword arguments need an = symbol (try with \"address=host\")"
         );
         assert_eq!(
-            parse_remote("x:1:bind=2").unwrap_err(),
+            parse_remote("x:1:bind=2").unwrap_err().to_string(),
             "--remote specifier accepts listen= or address= only"
         );
     }

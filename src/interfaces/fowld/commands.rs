@@ -63,8 +63,18 @@ fn name(obj: &Map<String, Value>) -> Result<String, String> {
     Ok(name)
 }
 
+/// A controller line that is not a command we accept: the text of fowld's `error` line (the
+/// reference's wording where it has one).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CommandError(pub String);
+
 /// Parses one line (without its newline).
-pub fn parse(line: &str) -> Result<Command, String> {
+pub fn parse(line: &str) -> Result<Command, CommandError> {
+    parse_value(line).map_err(CommandError)
+}
+
+fn parse_value(line: &str) -> Result<Command, String> {
     let value: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
     let Value::Object(obj) = value else {
         return Err("a command must be a JSON object".into());
@@ -240,7 +250,7 @@ mod tests {
             ),
         ] {
             let got = parse(line).unwrap_err();
-            assert!(got.contains(error), "{line}: {got}");
+            assert!(got.0.contains(error), "{line}: {got}");
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::commands::{Command, MAX_LINE};
+use super::commands::{Command, CommandError, MAX_LINE};
 use super::output;
 use crate::forward::events::EventQueue;
 
@@ -105,11 +105,11 @@ pub fn stdout_writer(queue: EventQueue) -> std::thread::JoinHandle<()> {
 
 impl Input {
     /// The command this input carries, its refusal, or `None` at the end of input.
-    pub fn into_command(input: Option<Input>) -> Option<Result<Command, String>> {
+    pub fn into_command(input: Option<Input>) -> Option<Result<Command, CommandError>> {
         match input? {
             Input::Line(l) => Some(super::commands::parse(&l)),
             Input::Command(c) => Some(Ok(c)),
-            Input::Bad(e) => Some(Err(e)),
+            Input::Bad(e) => Some(Err(CommandError(e))),
             Input::Eof => None,
         }
     }

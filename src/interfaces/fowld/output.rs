@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::forward::events::Event;
+use crate::forward::events::{Event, Status};
 
 /// One output object with `kind` appended last.
 pub fn line(kind: &str, fields: Value) -> Value {
@@ -57,7 +57,43 @@ pub fn event(e: &Event) -> Value {
             line("incoming-lost", json!({"id": id, "reason": reason}))
         }
         Event::Error(message) => error(message),
-        Event::Status(v) => v.clone(),
+        Event::Status(status) => self::status(status),
+    }
+}
+
+fn status(s: &Status) -> Value {
+    match s {
+        Status::Welcome { url, welcome } => {
+            line("welcome", json!({"url": url, "welcome": welcome}))
+        }
+        Status::CodeAllocated { code } => line("code-allocated", json!({"code": code})),
+        Status::PeerConnected { verifier, versions } => line(
+            "peer-connected",
+            json!({"verifier": verifier, "versions": versions}),
+        ),
+        Status::DilationConnected {
+            generation,
+            path,
+            peer,
+        } => line(
+            "dilation-connected",
+            json!({
+                "generation": generation,
+                "path": path.to_string(),
+                "peer_address": peer.to_string(),
+            }),
+        ),
+        Status::DilationReconnecting { generation } => {
+            line("dilation-reconnecting", json!({"generation": generation}))
+        }
+        Status::Pong {
+            ping_id,
+            time_of_flight,
+        } => line(
+            "pong",
+            json!({"ping_id": ping_id, "time_of_flight": time_of_flight}),
+        ),
+        Status::Closed { mood } => closed(mood.as_str()),
     }
 }
 

@@ -9,10 +9,9 @@ use tokio::sync::mpsc;
 
 use super::commands::{Command, DEFAULT_CLOSE_TIMEOUT};
 use super::io::{self, Input};
-use super::output::{closed, error, line};
 use crate::dilation::{Dilated, DilationEvent, RelayLocation};
 use crate::forward::engine::Engine;
-use crate::forward::events::{Event, EventQueue};
+use crate::forward::events::{Event, EventQueue, Status};
 use crate::forward::{app_versions, dilation_config, APPID};
 use crate::wormhole::{Mood, Wormhole, WormholeConfig, WormholeError, WormholeEvent};
 
@@ -41,22 +40,29 @@ pub struct FowldOptions {
 pub async fn run(opts: FowldOptions) -> i32 {
     let queue = EventQueue::default();
     let writer = io::stdout_writer(queue.clone());
-    let code = run_with(opts, io::stdin_lines(), queue.clone()).await;
+    let shutdown = crate::interfaces::server::shutdown_signal();
+    let code = run_with(opts, io::stdin_lines(), queue.clone(), shutdown).await;
     queue.close();
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     code
 }
 
-/// Runs one session fed by `input`, reporting every output line to `out` (as `Event::Status`
-/// for session lines, engine events as they are). The human CLI drives it this way.
-pub async fn run_with(opts: FowldOptions, input: mpsc::Receiver<Input>, out: EventQueue) -> i32 {
+/// Runs one session fed by `input`, reporting everything to `out` (session lines as
+/// `Event::Status`, engine events as they are), until the session ends or `shutdown` completes
+/// (then it closes gracefully). The human CLI drives it this way.
+pub async fn run_with(
+    opts: FowldOptions,
+    input: mpsc::Receiver<Input>,
+    out: EventQueue,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> i32 {
     let session = Session {
         out,
         pings: HashMap::new(),
         next_ping: 1,
         opts,
     };
-    session.run(input).await
+    session.run(input, shutdown).await
 }
 
 struct Session {
@@ -86,22 +92,26 @@ fn is_closing(message: &[u8]) -> bool {
 }
 
 impl Session {
-    fn emit(&self, v: Value) {
-        self.out.push(Event::Status(v));
+    fn emit(&self, status: Status) {
+        self.out.push(Event::Status(status));
+    }
+
+    fn error(&self, message: impl Into<String>) {
+        self.out.push(Event::Error(message.into()));
     }
 
     fn report_closed(&self, result: Result<Mood, WormholeError>) -> i32 {
         match result {
-            Ok(mood) => self.emit(closed(mood.as_str())),
+            Ok(mood) => self.emit(Status::Closed { mood }),
             Err(WormholeError::WrongCode) => {
-                self.emit(error(
+                self.error(
                     "wrong code: key confirmation failed (a typo in the code, or someone guessing it)",
-                ));
-                self.emit(closed(Mood::Scary.as_str()));
+                );
+                self.emit(Status::Closed { mood: Mood::Scary });
             }
             Err(e) => {
-                self.emit(error(&e.to_string()));
-                self.emit(closed(Mood::Errory.as_str()));
+                self.error(e.to_string());
+                self.emit(Status::Closed { mood: Mood::Errory });
             }
         }
         EXIT_CLOSED
@@ -116,16 +126,20 @@ impl Session {
 
     fn pong(&mut self, n: i64) {
         if let Some((ping_id, sent)) = self.pings.remove(&n) {
-            let flight = sent.elapsed().as_secs_f64();
-            self.emit(line(
-                "pong",
-                json!({"ping_id": ping_id, "time_of_flight": flight}),
-            ));
+            let time_of_flight = sent.elapsed().as_secs_f64();
+            self.emit(Status::Pong {
+                ping_id,
+                time_of_flight,
+            });
         }
     }
 
-    async fn run(mut self, mut input: mpsc::Receiver<Input>) -> i32 {
-        let mut shutdown = Box::pin(crate::interfaces::server::shutdown_signal());
+    async fn run(
+        mut self,
+        mut input: mpsc::Receiver<Input>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> i32 {
+        let mut shutdown = std::pin::pin!(shutdown);
         let mut config = WormholeConfig::new(APPID, &self.opts.mailbox_url);
         config.app_versions = app_versions();
         config.dilation = true;
@@ -184,12 +198,12 @@ impl Session {
             }
             tokio::select! {
                 event = w.next_event() => match event {
-                    Some(WormholeEvent::Welcome { welcome, .. }) => self.emit(line(
-                        "welcome",
-                        json!({"url": self.opts.mailbox_url, "welcome": welcome}),
-                    )),
+                    Some(WormholeEvent::Welcome { welcome, .. }) => self.emit(Status::Welcome {
+                        url: self.opts.mailbox_url.clone(),
+                        welcome,
+                    }),
                     Some(WormholeEvent::CodeAllocated(code)) => {
-                        self.emit(line("code-allocated", json!({"code": code})))
+                        self.emit(Status::CodeAllocated { code })
                     }
                     Some(WormholeEvent::KeyConfirmed { verifier: v, .. }) => verifier = Some(v),
                     Some(WormholeEvent::PeerVersions { app_versions, .. }) => {
@@ -209,9 +223,9 @@ impl Session {
                         return Keyed::Exit(self.close_lonely(w).await);
                     };
                     match cmd {
-                        Err(e) => self.emit(error(&e)),
+                        Err(e) => self.error(e.to_string()),
                         Ok(Command::AllocateCode { .. } | Command::SetCode { .. }) if code_given => {
-                            self.emit(error("a code was already allocated or set for this session"))
+                            self.error("a code was already allocated or set for this session")
                         }
                         Ok(Command::AllocateCode { length }) => {
                             code_given = true;
@@ -220,9 +234,9 @@ impl Session {
                         Ok(Command::SetCode { code }) => match w.set_code(&code).await {
                             Ok(()) => {
                                 code_given = true;
-                                self.emit(line("code-allocated", json!({"code": code})));
+                                self.emit(Status::CodeAllocated { code });
                             }
-                            Err(e) => self.emit(error(&e.to_string())),
+                            Err(e) => self.error(e.to_string()),
                         },
                         Ok(Command::SessionClose { .. }) => {
                             return Keyed::Exit(self.close_lonely(w).await)
@@ -254,9 +268,9 @@ impl Session {
                 let n = self.ping(ping_id);
                 d.handle().ping(n);
             }
-            Command::AllocateCode { .. } | Command::SetCode { .. } => self.emit(error(
-                "a code was already allocated or set for this session",
-            )),
+            Command::AllocateCode { .. } | Command::SetCode { .. } => {
+                self.error("a code was already allocated or set for this session")
+            }
             Command::SessionClose { .. } => unreachable!("handled by the caller"),
         }
     }
@@ -278,23 +292,19 @@ impl Session {
                     Some(DilationEvent::Connected { generation, path, peer }) => {
                         if !peer_connected {
                             peer_connected = true;
-                            self.emit(line(
-                                "peer-connected",
-                                json!({"verifier": verifier, "versions": versions}),
-                            ));
+                            self.emit(Status::PeerConnected {
+                                verifier: verifier.clone(),
+                                versions: versions.clone(),
+                            });
                         }
                         if self.opts.status_events {
-                            self.emit(line("dilation-connected", json!({
-                                "generation": generation,
-                                "path": path.to_string(),
-                                "peer_address": peer.to_string(),
-                            })));
+                            self.emit(Status::DilationConnected { generation, path, peer });
                         }
                     }
                     Some(DilationEvent::Reconnecting { generation }) if self.opts.status_events => {
-                        self.emit(line("dilation-reconnecting", json!({"generation": generation})))
+                        self.emit(Status::DilationReconnecting { generation })
                     }
-                    Some(DilationEvent::Failed(e)) => self.emit(error(&e.to_string())),
+                    Some(DilationEvent::Failed(e)) => self.error(e.to_string()),
                     Some(DilationEvent::Wormhole(WormholeEvent::Message(m))) if is_closing(&m) => {
                         return self.close(d, &engine, DEFAULT_CLOSE_TIMEOUT, true).await
                     }
@@ -310,7 +320,7 @@ impl Session {
                         return self.close(d, &engine, DEFAULT_CLOSE_TIMEOUT, false).await;
                     };
                     match cmd {
-                        Err(e) => self.emit(error(&e)),
+                        Err(e) => self.error(e.to_string()),
                         Ok(Command::SessionClose { timeout }) => {
                             return self.close(d, &engine, timeout, false).await
                         }
