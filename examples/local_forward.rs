@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use fowl::dilation::{Dilated, DilationEvent, PathKind};
-use fowl::forward::engine::Engine;
-use fowl::forward::events::{Event, EventQueue};
-use fowl::forward::policy::{LocalSpec, RemoteSpec};
+use fowl::forward::Engine;
 use fowl::forward::{app_versions, dilation_config, APPID};
+use fowl::forward::{Event, EventQueue};
+use fowl::forward::{LocalSpec, RemoteSpec};
 use fowl::server::{mailbox, relay};
 use fowl::wormhole::{Wormhole, WormholeConfig};
 use sha2::{Digest, Sha256};

@@ -3,20 +3,20 @@
 //! Layers: L1 mailbox messages and the manager, L2 one Noise connection, L3 records, L4
 //! reliability, L5 subchannels. Each is a sans-IO state machine; tokio drivers do the I/O.
 
-pub mod config;
-pub mod driver;
+mod config;
+mod driver;
 pub mod endpoint;
 pub mod hints;
-pub mod l1;
+mod l1;
 pub mod l2;
-pub mod manager;
+mod manager;
 pub mod record;
-pub mod reliability;
-pub mod session;
+mod reliability;
+mod session;
 
 pub use config::{DilationConfig, DilationEvent, PathKind};
-pub use driver::{Dilated, DilatedHandle, Subchannel, SubchannelListener};
+pub use driver::{Dilated, DilatedHandle, FullyClosed, Subchannel, SubchannelListener, MAX_DATA};
 pub use endpoint::Endpoint;
 pub use hints::RelayLocation;
 pub use l2::Role;
-pub use manager::DilationError;
+pub use manager::{DilationError, State as ManagerState};

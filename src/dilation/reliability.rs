@@ -83,6 +83,7 @@ impl Outbound {
     }
 
     /// The records to resend on a new connection, in seqnum order.
+    #[cfg(test)]
     pub fn unacked(&self) -> impl Iterator<Item = &Arc<Record>> {
         self.queue.iter()
     }
@@ -91,10 +92,12 @@ impl Outbound {
         self.queued_bytes
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.queue.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }

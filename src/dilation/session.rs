@@ -129,14 +129,11 @@ impl Session {
         self.pinger.as_ref().map(|p| p.deadline)
     }
 
-    pub fn is_connected(&self) -> bool {
-        self.connected
-    }
-
     pub fn unacked_bytes(&self) -> usize {
         self.outbound.queued_bytes()
     }
 
+    #[cfg(test)]
     pub fn open_subchannels(&self) -> usize {
         self.subchannels.len()
     }

@@ -40,11 +40,6 @@ impl Fields {
     pub fn bool(&self, key: &str) -> Option<bool> {
         self.get(key).and_then(Value::as_bool)
     }
-
-    /// An unsigned integer field; `None` when absent, nil or not an integer.
-    pub fn uint(&self, key: &str) -> Option<u64> {
-        self.get(key).and_then(Value::as_u64)
-    }
 }
 
 /// Frames `fields` (in this order) as one message.
@@ -91,6 +86,7 @@ pub fn decode_body(body: &[u8]) -> Result<Fields, FrameError> {
 }
 
 /// Decodes one whole frame, length prefix included, that must fill `buf` exactly.
+#[cfg(test)]
 pub fn decode(buf: &[u8]) -> Result<Fields, FrameError> {
     if buf.len() < 2 {
         return Err(FrameError::Truncated);

@@ -2,16 +2,18 @@
 //! `fowl-commands` subprotocol that asks the peer to listen, and one `fowl` subchannel per
 //! forwarded stream.
 
-pub mod copy;
-pub mod endpoint;
-pub mod engine;
-pub mod events;
-pub mod frame;
-pub mod messages;
-pub mod policy;
+mod copy;
+mod endpoint;
+mod engine;
+mod events;
+mod frame;
+mod messages;
+mod policy;
 
 pub use endpoint::EndpointError;
-pub use policy::PolicyError;
+pub use engine::Engine;
+pub use events::{Event, EventQueue, Status, StreamId};
+pub use policy::{LocalSpec, PolicyError, RemoteSpec};
 
 /// Why a listener request or a forwarded stream failed. The texts are what fowld reports (and,
 /// for the policy's, what the peer is told), in Python fowl's words where it has them.

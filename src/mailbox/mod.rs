@@ -7,5 +7,5 @@ pub mod messages;
 mod tests;
 mod transport;
 
-pub use machine::{backoff, Action, MailboxClient, MailboxEvent};
+pub use machine::{Action, MailboxClient, MailboxEvent};
 pub use transport::{connect, Frame, MailboxSocket, TransportError};

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::machine::backoff;
 use super::*;
 
 fn frames(c: &mut MailboxClient) -> Vec<Value> {

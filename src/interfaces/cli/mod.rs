@@ -15,7 +15,7 @@ use super::fowld::commands::Command;
 use super::fowld::io::Input;
 use super::fowld::{run_with, FowldOptions};
 use super::options::NetworkArgs;
-use crate::forward::events::EventQueue;
+use crate::forward::EventQueue;
 
 /// The services of a session, in the reference's specifier grammar.
 #[derive(Args, Debug, Clone)]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::forward::events::{Event, EventQueue, Status};
+use crate::forward::{Event, EventQueue, Status};
 
 #[derive(Default)]
 struct Stream {

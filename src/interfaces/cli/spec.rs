@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::forward::policy::{LocalSpec, RemoteSpec};
+use crate::forward::{LocalSpec, RemoteSpec};
 
 /// Splits on `:` outside `[...]`.
 fn segments(spec: &str) -> Result<Vec<&str>, String> {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
-use crate::forward::policy::{LocalSpec, RemoteSpec};
+use crate::forward::{LocalSpec, RemoteSpec};
 
 /// Longest stdin line accepted, newline excluded.
 pub const MAX_LINE: usize = 64 * 1024;

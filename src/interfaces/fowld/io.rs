@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::commands::{Command, CommandError, MAX_LINE};
 use super::output;
-use crate::forward::events::EventQueue;
+use crate::forward::EventQueue;
 
 /// What the stdin thread delivers.
 #[derive(Debug)]

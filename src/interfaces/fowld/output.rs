@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::forward::events::{Event, Status};
+use crate::forward::{Event, Status};
 
 /// One output object with `kind` appended last.
 pub fn line(kind: &str, fields: Value) -> Value {

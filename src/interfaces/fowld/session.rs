@@ -10,9 +10,9 @@ use tokio::sync::mpsc;
 use super::commands::{Command, DEFAULT_CLOSE_TIMEOUT};
 use super::io::{self, Input};
 use crate::dilation::{Dilated, DilationEvent, RelayLocation};
-use crate::forward::engine::Engine;
-use crate::forward::events::{Event, EventQueue, Status};
+use crate::forward::Engine;
 use crate::forward::{app_versions, dilation_config, APPID};
+use crate::forward::{Event, EventQueue, Status};
 use crate::wormhole::{Mood, Wormhole, WormholeConfig, WormholeError, WormholeEvent};
 
 /// Exit status after `closed` was reported.
