@@ -3,8 +3,9 @@
 #
 # 1. Installs the pinned Python reference stack (tests/python/requirements.txt) into the
 #    git-ignored virtualenv .venv, reused while the pin list is unchanged.
-# 2. Checks formatting (rustfmt) and lints (clippy, warnings are errors), then builds everything
-#    (this and step 1 need the package registries).
+# 2. Checks formatting (rustfmt), lints (clippy) and the API docs (rustdoc), warnings being errors,
+#    then builds everything
+#    (this and step 1 need the package registries). Doc examples run with the tests.
 # 3. Runs the tests. As root with iproute2 (as on CI) they run inside a fresh network namespace
 #    whose only interface is loopback, so no test can dial a non-loopback address; elsewhere they
 #    run directly, with a warning.
@@ -18,6 +19,7 @@ cd "$(dirname "$0")/.."
 echo "== building (formatting and lints first)"
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps
 cargo build --locked --all-targets
 cargo test --locked --no-run
 

@@ -75,7 +75,7 @@
 //! [`Dilated`]: dilation::Dilated
 //! [`Subchannel`]: dilation::Subchannel
 
-#![allow(missing_docs)]
+#![warn(missing_docs)]
 
 pub mod code;
 pub mod dilation;

@@ -15,14 +15,19 @@ pub const MAX_NAMEPLATE_LEN: usize = 40;
 /// What is wrong with a code typed or given by a user.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CodeError {
+    /// The code is the empty string.
     #[error("code is empty")]
     Empty,
+    /// The code (given) contains whitespace.
     #[error("code {0:?} contains a space")]
     Space(String),
+    /// The code (given) does not start with a nameplate of ASCII digits.
     #[error("code {0:?} must start with a numeric nameplate, like 4-purple-sausages")]
     Nameplate(String),
+    /// The code's (given) nameplate is longer than [`MAX_NAMEPLATE_LEN`] digits.
     #[error("code {0:?} has a nameplate longer than {MAX_NAMEPLATE_LEN} digits")]
     NameplateTooLong(String),
+    /// The code (given) has nothing but dashes after the nameplate.
     #[error("code {0:?} has no words after the nameplate, like 4-purple-sausages")]
     NoWords(String),
 }
@@ -69,6 +74,7 @@ impl Code {
         self.0.split('-').next().unwrap_or_default()
     }
 
+    /// The whole code as text, e.g. `4-purple-sausages`.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -12,7 +12,9 @@ use crate::wormhole::WormholeEvent;
 /// How a connection reaches the peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathKind {
+    /// A TCP connection between the peers (one dialed the other's direct hint).
     Direct,
+    /// Through a transit relay that both peers dialed.
     Relay,
 }
 
@@ -56,7 +58,9 @@ pub struct DilationConfig {
     pub max_pending_opens: usize,
     /// Subchannels open at once; more from the peer are closed at once.
     pub max_subchannels: usize,
+    /// Longest wait for one TCP connect (to a peer hint or a relay) before it is retried.
     pub connect_timeout: Duration,
+    /// Longest wait for a connection's relay answer, Noise handshake and KCM.
     pub handshake_timeout: Duration,
     /// On close, how long to wait for the peer to acknowledge what we sent.
     pub flush_timeout: Duration,
@@ -92,17 +96,27 @@ impl Default for DilationConfig {
 pub enum DilationEvent {
     /// Everything the wormhole reports, except the Dilation messages themselves.
     Wormhole(WormholeEvent),
+    /// The roles are known and generation `generation` is connecting.
     Connecting {
+        /// Our role: the Leader has the larger side and selects the connection.
         role: Role,
+        /// Generation number, counted from 0; each reconnection starts a new one.
         generation: u32,
     },
+    /// A connection was selected: data flows.
     Connected {
+        /// The generation that connected.
         generation: u32,
+        /// Direct or through a relay.
         path: PathKind,
+        /// The address we are connected to (the peer, or the relay).
         peer: SocketAddr,
     },
+    /// The connection of `generation` was lost; a new generation follows.
     Reconnecting {
+        /// The generation whose connection was lost.
         generation: u32,
     },
+    /// Dilation cannot go on (the peer cannot dilate, or a reflected message).
     Failed(DilationError),
 }

@@ -1,5 +1,5 @@
 //! One whole Dilation endpoint as a sans-IO state machine: the manager (roles, generations, L1
-//! messages), the L4/L5 [`Session`], the L2 handshakes of every candidate connection, the choice
+//! messages), the L4/L5 session, the L2 handshakes of every candidate connection, the choice
 //! of the connection (relay grace, KCM hold, dial retries and timeouts), subchannel admission and
 //! pending opens, the unacknowledged-bytes cap and liveness. It never touches a socket or a clock:
 //! the driver feeds it events with an explicit `now` and carries out what it asks for.
@@ -50,27 +50,45 @@ pub enum Action {
     SendDilate(Vec<u8>),
     /// Listen for direct connections of `generation` and report the hints for it with
     /// [`Endpoint::handle_listening`]; accepted connections go to [`Endpoint::handle_accepted`].
-    Listen { generation: u32 },
+    Listen {
+        /// The generation the listener belongs to.
+        generation: u32,
+    },
     /// Stop listening.
     StopListening,
     /// Open a TCP connection to `host:port`, known as `conn`: report
     /// [`Endpoint::handle_conn_open`] or [`Endpoint::handle_conn_closed`].
     Dial {
+        /// The id the connection is reported under.
         conn: ConnId,
+        /// Host name or address from a hint (or our relay's).
         host: String,
+        /// TCP port.
         port: u16,
+        /// Whether this reaches the peer directly or a relay.
         path: PathKind,
     },
     /// Write these bytes on `conn`, in order.
-    Transmit { conn: ConnId, bytes: Vec<u8> },
+    Transmit {
+        /// The connection.
+        conn: ConnId,
+        /// Handshake bytes or sealed frames.
+        bytes: Vec<u8>,
+    },
     /// Close `conn` (unless already gone); nothing more is reported for it.
-    Close { conn: ConnId },
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
     /// `conn` (whose pending `Transmit`s come first) is now the selected connection: run its
     /// record I/O with these cipher halves, reporting what arrives with
     /// [`Endpoint::handle_records`] and writing what [`Endpoint::poll_transmit`] gives.
     StartLink {
+        /// The selected connection.
         conn: ConnId,
+        /// Seals the records we send.
         send: SendHalf,
+        /// Opens the frames we read (it holds bytes already read past the KCM).
         recv: RecvHalf,
     },
 }
@@ -100,51 +118,74 @@ impl std::fmt::Debug for Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub enum Event {
+    /// The roles are known; generation `generation` is connecting.
     Connecting {
+        /// Our role.
         role: Role,
+        /// The generation, from 0.
         generation: u32,
     },
+    /// A connection was selected.
     Connected {
+        /// The generation that connected.
         generation: u32,
+        /// Direct or relayed.
         path: PathKind,
+        /// The address of the other end (the peer or the relay).
         peer: SocketAddr,
     },
     /// The selected connection is gone (why); a new generation follows.
     ConnectionLost {
+        /// Why: a reset, a close, no PONG in time...
         reason: String,
     },
+    /// The connection of `generation` was lost; reconnecting.
     Reconnecting {
+        /// The generation that lost its connection.
         generation: u32,
     },
+    /// Dilation cannot go on.
     Failed(DilationError),
     /// The answer to [`Endpoint::open`].
     Opened {
+        /// The request.
         id: OpenId,
+        /// The subprotocol asked for.
         subprotocol: String,
+        /// The new subchannel's id, or why there is none.
         result: Result<Scid, DilationError>,
     },
     /// The peer opened a subchannel and it was admitted: hand it to the listener for its
     /// subprotocol (`listened`), or hold it until one appears.
     Incoming {
+        /// The peer's subchannel id.
         scid: Scid,
+        /// The subprotocol it was opened for.
         subprotocol: String,
+        /// Someone listens for `subprotocol`.
         listened: bool,
     },
+    /// Data for a subchannel, in order, exactly once.
     Data {
+        /// The subchannel.
         scid: Scid,
+        /// The bytes.
         data: Vec<u8>,
     },
     /// The peer sent its CLOSE: no more data will come.
     ReadClosed {
+        /// The subchannel.
         scid: Scid,
     },
     /// Both sides closed the subchannel: writes are refused from now on.
     Closed {
+        /// The subchannel.
         scid: Scid,
     },
     /// This many DATA bytes went to the connection for the first time, or were refused: writers
     /// may queue as much again.
     Sent {
+        /// Payload bytes.
         data_bytes: usize,
     },
 }
@@ -244,11 +285,13 @@ impl Endpoint {
 
     // ---- polling -------------------------------------------------------------------------------
 
+    /// The next I/O to carry out.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
 
+    /// The next thing that happened.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
@@ -314,14 +357,17 @@ impl Endpoint {
         })
     }
 
+    /// Our role, once the peer's `please` arrived.
     pub fn role(&self) -> Option<Role> {
         self.manager.role()
     }
 
+    /// The current generation (from 0).
     pub fn generation(&self) -> u32 {
         self.manager.generation()
     }
 
+    /// Where the manager's state machine stands.
     pub fn manager_state(&self) -> State {
         self.manager.state()
     }
@@ -468,6 +514,7 @@ impl Endpoint {
         self.drive(now);
     }
 
+    /// Time passed: `now` is at or after [`Endpoint::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.grace.is_some_and(|g| now >= g) {
             self.grace = None;

@@ -5,15 +5,22 @@ use serde_json::{json, Value};
 /// Where a peer may be reached.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Hint {
+    /// `direct-tcp-v1`: a TCP address (of the peer, or inside a relay hint, of the relay).
     DirectTcp {
+        /// Host name or IP address.
         hostname: String,
+        /// TCP port.
         port: u16,
+        /// The sender's preference (higher first); we dial all at once.
         priority: f64,
     },
     /// Parsed for completeness; only usable through Tor, which we do not speak.
     TorTcp {
+        /// The onion host name.
         hostname: String,
+        /// TCP port.
         port: u16,
+        /// The sender's preference.
         priority: f64,
     },
     /// A transit relay, reached through any of its endpoint hints.
@@ -21,6 +28,7 @@ pub enum Hint {
 }
 
 impl Hint {
+    /// A `direct-tcp-v1` hint with priority 0.
     pub fn direct(hostname: &str, port: u16) -> Hint {
         Hint::DirectTcp {
             hostname: hostname.into(),
@@ -92,11 +100,15 @@ impl Hint {
 /// optional `:priority=FLOAT`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RelayLocation {
+    /// Host name or IP address (without brackets).
     pub host: String,
+    /// TCP port.
     pub port: u16,
+    /// The priority advertised in our relay hint.
     pub priority: f64,
 }
 
+/// A relay location that does not parse (the text given).
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[error("bad relay location {0:?}: expected tcp:HOST:PORT")]
 pub struct RelayLocationError(pub String);

@@ -47,23 +47,33 @@ pub enum ManagerEvent {
     Failed(DilationError),
 }
 
+/// Why Dilation, or a subchannel request, failed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum DilationError {
+    /// The peer's `can-dilate` has no version we speak (its versions).
     #[error("the peer cannot dilate (it offers Dilation versions {0:?}, we speak \"ged\")")]
     PeerCannotDilate(Vec<String>),
+    /// The peer's `please` carries our own side: our messages come back to us.
     #[error("the peer's Dilation side equals ours: a reflected message")]
     Reflection,
+    /// The session ended (or never started).
     #[error("Dilation was stopped")]
     Stopped,
+    /// [`Endpoint::open`](super::endpoint::Endpoint::open) with an empty name.
     #[error("a subchannel needs a non-empty subprotocol name")]
     EmptySubprotocol,
 }
 
+/// The manager's states (reference §3.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
+    /// Before the key is confirmed and the peer's versions are known.
     Waiting,
+    /// Our `please` is sent; waiting for the peer's.
     Wanting,
+    /// A generation is connecting.
     Connecting,
+    /// A connection is selected.
     Connected,
     /// Leader: lost the connection, sent `reconnect`, waits for `reconnecting`.
     Flushing,
@@ -71,6 +81,7 @@ pub enum State {
     Lonely,
     /// Follower: got `reconnect` while connected; dropping the connection.
     Abandoning,
+    /// Dilation ended.
     Stopped,
 }
 

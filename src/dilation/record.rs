@@ -20,48 +20,76 @@ pub type Seqnum = u32;
 pub enum Record {
     /// Key-confirmation message: the first record on a connection.
     Kcm,
+    /// Liveness probe (its 4-byte id); answered with a PONG of the same id.
     Ping([u8; 4]),
+    /// The answer to a PING (its id).
     Pong([u8; 4]),
+    /// Opens subchannel `scid` for `subprotocol` (reliable).
     Open {
+        /// The subchannel id (odd from the Leader, even from the Follower).
         scid: Scid,
+        /// Sequence number in the sender's reliable stream.
         seqnum: Seqnum,
+        /// The subprotocol name.
         subprotocol: String,
     },
+    /// Bytes of subchannel `scid` (reliable).
     Data {
+        /// The subchannel id.
         scid: Scid,
+        /// Sequence number in the sender's reliable stream.
         seqnum: Seqnum,
+        /// The payload.
         data: Vec<u8>,
     },
+    /// The sender writes no more on `scid` (reliable).
     Close {
+        /// The subchannel id.
         scid: Scid,
+        /// Sequence number in the sender's reliable stream.
         seqnum: Seqnum,
     },
+    /// Acknowledges every reliable record up to this sequence number.
     Ack(Seqnum),
 }
 
 /// A record that cannot be decoded: the connection carrying it is dropped.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum RecordError {
+    /// No bytes at all.
     #[error("empty record")]
     Empty,
+    /// The first byte is no record type we know.
     #[error("unknown record tag {0:#04x}")]
     UnknownTag(u8),
+    /// The record is too short or too long for its type.
     #[error("record with tag {tag:#04x} has {len} bytes, expected {expected}")]
     Length {
+        /// The record type.
         tag: u8,
+        /// Its length.
         len: usize,
+        /// What its type needs.
         expected: &'static str,
     },
+    /// The subprotocol name of an OPEN is not UTF-8.
     #[error("OPEN subprotocol name is not UTF-8")]
     Subprotocol,
 }
 
+/// Record type: key confirmation.
 pub const KCM: u8 = 0x00;
+/// Record type: PING.
 pub const PING: u8 = 0x01;
+/// Record type: PONG.
 pub const PONG: u8 = 0x02;
+/// Record type: OPEN.
 pub const OPEN: u8 = 0x03;
+/// Record type: DATA.
 pub const DATA: u8 = 0x04;
+/// Record type: CLOSE.
 pub const CLOSE: u8 = 0x05;
+/// Record type: ACK.
 pub const ACK: u8 = 0x06;
 
 /// Bytes a DATA record adds to its payload.
@@ -80,6 +108,7 @@ impl Record {
         )
     }
 
+    /// The sequence number of a reliable record.
     pub fn seqnum(&self) -> Option<Seqnum> {
         match self {
             Record::Open { seqnum, .. }
@@ -89,6 +118,7 @@ impl Record {
         }
     }
 
+    /// The length of [`Record::encode`]'s output.
     pub fn encoded_len(&self) -> usize {
         match self {
             Record::Kcm => 1,
@@ -136,6 +166,7 @@ impl Record {
         }
     }
 
+    /// The record's bytes (type byte, then its fields big-endian).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());
         self.encode_into(&mut out);

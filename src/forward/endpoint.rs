@@ -53,15 +53,38 @@ fn describe(host: &str, port: u16) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EndpointError {
     #[error("Couldn't listen on {at}: {reason}.")]
-    Listen { at: String, reason: String },
+    /// A listener could not be opened.
+    Listen {
+        /// The address or socket path we tried to listen on.
+        at: String,
+        /// The underlying I/O error, as text.
+        reason: String,
+    },
     #[error("Connection was refused by other side: {errno}: Connection refused.")]
-    Refused { errno: i32 },
+    /// A TCP connect to a local service was refused.
+    Refused {
+        /// The OS error number (111, `ECONNREFUSED` on Linux, if the OS gave none).
+        errno: i32,
+    },
     #[error("Couldn't connect to {at}: {reason}.")]
-    Connect { at: String, reason: String },
+    /// A connect to a local service failed other than by refusal.
+    Connect {
+        /// The address or socket path we tried to connect to.
+        at: String,
+        /// The underlying I/O error, as text.
+        reason: String,
+    },
     #[error("no unix sockets here: {0}")]
+    /// A unix socket (path given) was asked for on a platform without them.
     NoUnix(String),
     #[error("no free port on {host}: {reason}")]
-    NoFreePort { host: String, reason: String },
+    /// No free TCP port could be found on a host (for a stream target neither side named).
+    NoFreePort {
+        /// The host we tried to bind on.
+        host: String,
+        /// The underlying I/O error, as text.
+        reason: String,
+    },
 }
 
 /// Opens a listener; the error text names the address, like Python's.

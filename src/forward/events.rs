@@ -18,54 +18,86 @@ pub type StreamId = u64;
 pub enum Event {
     /// Roost side: listening for the peer's service `name`.
     Listening {
+        /// The service name the peer asked us to listen for.
         name: String,
+        /// The TCP port we listen on; `None` for a unix listener.
         port: Option<u16>,
+        /// The unix socket path we listen on; `None` for a TCP listener.
         path: Option<String>,
     },
+    /// Roost side: the listener the peer asked for could not be opened (after an `Error`).
     ListeningFailed {
+        /// The service name the peer asked us to listen for.
         name: String,
+        /// Why the listener could not be opened.
         reason: String,
     },
     /// Fledge side: the peer listens; streams connect to `port` (or `path`).
     AwaitingConnect {
+        /// Our service's name.
         name: String,
+        /// The local TCP port streams connect to; `None` for a unix target.
         port: Option<u16>,
+        /// The local unix socket path streams connect to; `None` for a TCP target.
         path: Option<String>,
     },
+    /// Roost side: a local client connected to our listener; its stream to the peer is opened.
     OutgoingConnection {
+        /// The service the listener is for.
         name: String,
+        /// The new stream's id.
         id: StreamId,
     },
+    /// Fledge side: the peer opened a stream, naming the service it wants (not yet checked).
     IncomingConnection {
+        /// The service name from the peer's handshake; `None` if it sent none.
         name: Option<String>,
+        /// The new stream's id.
         id: StreamId,
     },
     /// Bytes read from the local socket (to the peer).
     BytesIn {
+        /// The stream.
         id: StreamId,
+        /// How many bytes (summed while queued).
         bytes: u64,
     },
     /// Bytes written to the local socket (from the peer).
     BytesOut {
+        /// The stream.
         id: StreamId,
+        /// How many bytes (summed while queued).
         bytes: u64,
     },
+    /// An outgoing stream ended (also after `OutgoingLost`).
     OutgoingDone {
+        /// The service the stream was for.
         name: String,
+        /// The stream's id.
         id: StreamId,
     },
+    /// An outgoing stream failed: refused by the peer, no reply, or an I/O error.
     OutgoingLost {
+        /// The service the stream was for.
         name: String,
+        /// The stream's id.
         id: StreamId,
+        /// Why it failed.
         reason: String,
     },
+    /// An incoming stream ended cleanly.
     IncomingDone {
+        /// The stream's id.
         id: StreamId,
     },
+    /// An incoming stream failed or was refused (by policy, or the local connect failed).
     IncomingLost {
+        /// The stream's id.
         id: StreamId,
+        /// Why it failed.
         reason: String,
     },
+    /// Something went wrong that the controller should hear of (fowld's `error`; the message).
     Error(String),
     /// What the session around the engine reports, queued in order with the rest.
     Status(Status),
@@ -76,35 +108,48 @@ pub enum Event {
 pub enum Status {
     /// The mailbox server at `url` welcomed us (its whole welcome object, as it sent it).
     Welcome {
+        /// The mailbox server's URL.
         url: String,
+        /// The server's welcome object.
         welcome: serde_json::Value,
     },
+    /// A code was allocated for this session (after `allocate-code`).
     CodeAllocated {
+        /// The whole code, e.g. `4-purple-sausages`.
         code: String,
     },
     /// The key is confirmed and the peer's versions are known: the verifier (hex) and the peer's
     /// application versions (its own JSON).
     PeerConnected {
+        /// The verifier, in hex.
         verifier: String,
+        /// The peer's application versions.
         versions: serde_json::Value,
     },
     /// Opt-in: a Dilation connection was selected.
     DilationConnected {
+        /// The generation that connected (counted from 0; one per reconnection).
         generation: u32,
+        /// Direct or through a relay.
         path: PathKind,
+        /// The address we are connected to (the peer, or the relay).
         peer: SocketAddr,
     },
     /// Opt-in: the Dilation connection was lost; a new generation is connecting.
     DilationReconnecting {
+        /// The generation whose connection was lost.
         generation: u32,
     },
     /// The answer to the controller's ping: its own `ping_id`, and the round trip in seconds.
     Pong {
+        /// The controller's `ping_id`, as it sent it.
         ping_id: serde_json::Value,
+        /// Round trip to the mailbox server, in seconds.
         time_of_flight: f64,
     },
     /// The session ended with this mood.
     Closed {
+        /// How the session ended.
         mood: Mood,
     },
 }
@@ -183,6 +228,7 @@ impl EventQueue {
         self.inner.1.notify_all();
     }
 
+    /// Whether [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
         self.lock().closed
     }

@@ -19,15 +19,24 @@ pub use policy::{LocalSpec, PolicyError, RemoteSpec};
 /// for the policy's, what the peer is told), in Python fowl's words where it has them.
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
+    /// The services policy refused.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// A local listener or connection could not be had.
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
     /// A listener request for `name` did not get through.
     #[error("Service \"{name}\" failed: {reason}")]
-    Request { name: String, reason: String },
+    Request {
+        /// The service name of the request.
+        name: String,
+        /// What went wrong, as text.
+        reason: String,
+    },
+    /// Dilation failed (e.g. a subchannel could not be opened).
     #[error(transparent)]
     Dilation(#[from] crate::dilation::DilationError),
+    /// A malformed or truncated frame from the peer.
     #[error(transparent)]
     Frame(#[from] frame::FrameError),
     /// Reading or writing the local stream, or reading the peer's.
@@ -36,6 +45,7 @@ pub enum ForwardError {
     /// Writing to the peer's stream.
     #[error("peer stream closed: {0}")]
     PeerClosed(std::io::Error),
+    /// The peer did not answer a stream's handshake in time (60 s).
     #[error("no reply from the peer")]
     NoReply,
     /// The peer refused the stream, for this reason.

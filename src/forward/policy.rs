@@ -9,7 +9,9 @@ use super::messages::{ListenerResponse, RequestListener};
 /// A `local` (roost): we may be asked to listen for `name`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LocalSpec {
+    /// The service name.
     pub name: String,
+    /// Port to listen on; random when unset (a port the peer asks for is then taken).
     pub listen_port: Option<u16>,
     /// Address to bind; 127.0.0.1 when unset (Python binds 0.0.0.0 for random ports).
     pub bind: Option<String>,
@@ -22,8 +24,11 @@ pub struct LocalSpec {
 /// A `remote` (fledge): we run the service and ask the peer to listen for it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RemoteSpec {
+    /// The service name.
     pub name: String,
+    /// Port we ask the peer to listen on; the peer's choice when unset.
     pub remote_listen_port: Option<u16>,
+    /// Local port streams connect to; when unset, the port the peer names, else a free one.
     pub local_connect_port: Option<u16>,
     /// Host to connect to; 127.0.0.1 when unset.
     pub connect_address: Option<String>,
@@ -83,18 +88,39 @@ pub struct Services {
 /// shows it to its user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
+    /// A `remote` for a name (given) we already have a `local` for.
     #[error("fledge({0}) when we already have a roost for that name")]
     AlreadyRoost(String),
+    /// A second `remote` for the same name (given).
     #[error("Supposedly unique \"{0}\" already in our services")]
     AlreadyFledged(String),
+    /// The peer asked us to listen for a name (given) we have no `local` for.
     #[error("No service permitted for name: {0}")]
     NoService(String),
     #[error("Desired port {desired} does not match {ours}")]
-    PortMismatch { desired: u16, ours: u16 },
+    /// The peer asked us to listen on a port other than our `local`'s.
+    PortMismatch {
+        /// The port the peer asked for.
+        desired: u16,
+        /// Our `local`'s listen port.
+        ours: u16,
+    },
     #[error("Service \"{name}\" failed: {reason}")]
-    Refused { name: String, reason: String },
+    /// The peer refused our listener request.
+    Refused {
+        /// The service name of our request.
+        name: String,
+        /// The peer's reason.
+        reason: String,
+    },
     #[error("Reply asked for port {asked} but we specified {ours}")]
-    ReplyPortMismatch { asked: u16, ours: u16 },
+    /// The peer's reply names a connect port other than our `remote`'s.
+    ReplyPortMismatch {
+        /// The port the peer's reply names.
+        asked: u16,
+        /// Our `remote`'s local connect port.
+        ours: u16,
+    },
     /// A stream arrived for a name we never established (`None`: no name at all).
     #[error("Incoming connection against local policy: No service \"{}\"", .0.as_deref().unwrap_or("None"))]
     UnknownStream(Option<String>),

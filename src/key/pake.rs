@@ -9,8 +9,10 @@ use super::Key;
 /// Why a peer's `pake` message could not finish the exchange.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PakeError {
+    /// The message body is not JSON with a hex `pake_v1` field.
     #[error("peer pake message is not a JSON object with a hex \"pake_v1\" field")]
     BadBody,
+    /// SPAKE2 rejected the peer's message (the reason, as text).
     #[error("peer pake message was rejected by SPAKE2: {0}")]
     Spake(String),
 }

@@ -18,34 +18,45 @@ pub const MAX_BUFFERED_PHASES: usize = 1024;
 /// What the session tells the application.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WormholeEvent {
+    /// A connection to the mailbox server is up (the first, or a reconnection).
     MailboxConnected,
+    /// The connection to the mailbox server dropped; it is retried.
     MailboxDisconnected {
+        /// When the next connection attempt starts.
         retry_at: Instant,
     },
     /// The server's message of the day.
     Welcome {
+        /// The welcome's `motd`, if it has one.
         motd: Option<String>,
         /// The server's whole welcome object.
         welcome: Value,
     },
     /// `allocate_code` finished: tell this code to the peer.
     CodeAllocated(String),
+    /// The nameplates in use on the server, answering
+    /// [`list_nameplates`](WormholeCore::list_nameplates).
     Nameplates(Vec<String>),
     /// The first peer message decrypted: the key is confirmed; compare the verifier.
     /// `dilation_key` is the Noise PSK of the Dilation layer.
     KeyConfirmed {
+        /// The verifier both users can compare (see [`key::verifier`]).
         verifier: Key,
+        /// The Noise PSK of the Dilation layer (see [`key::dilation_key`]).
         dilation_key: Key,
     },
     /// The peer's `version` phase.
     PeerVersions {
+        /// The peer's `app_versions` (its own JSON; `{}` if it sent none).
         app_versions: Value,
+        /// The Dilation versions the peer offers (its `can-dilate` list; empty if none).
         can_dilate: Vec<String>,
     },
     /// An application message, in order, once.
     Message(Vec<u8>),
     /// A `dilate-N` payload, in order, once: for the Dilation layer.
     Dilate(Vec<u8>),
+    /// The server's `pong` to [`ping`](WormholeCore::ping) with this number.
     Pong(i64),
     /// The session is over; nothing follows.
     Closed(Result<Mood, WormholeError>),
@@ -77,7 +88,7 @@ const APP: usize = 0;
 const DILATE: usize = 1;
 
 impl WormholeCore {
-    /// A session for `config`, with mailbox side `side` (see [`MailboxClient::random_side`]).
+    /// A session for `config`, with mailbox side `side` (16 hex digits; `Wormhole` picks one at random).
     pub fn new(config: WormholeConfig, side: &str, seed: u64) -> WormholeCore {
         let mailbox = MailboxClient::new(&config.appid, side, seed);
         WormholeCore {
@@ -102,10 +113,12 @@ impl WormholeCore {
         }
     }
 
+    /// Our mailbox side.
     pub fn side(&self) -> &str {
         self.mailbox.side()
     }
 
+    /// The code, once allocated or set.
     pub fn code(&self) -> Option<&str> {
         self.code.as_ref().map(Code::as_str)
     }
@@ -115,22 +128,27 @@ impl WormholeCore {
         self.key.as_ref()
     }
 
+    /// Whether the session is over (`Closed` was queued).
     pub fn is_done(&self) -> bool {
         self.done
     }
 
+    /// Whether a close (by the application or a failure) is under way.
     pub fn is_closing(&self) -> bool {
         self.outcome.is_some()
     }
 
+    /// The next thing the driver must do with the mailbox connection.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.mailbox.poll_action()
     }
 
+    /// The next event for the application.
     pub fn poll_event(&mut self) -> Option<WormholeEvent> {
         self.events.pop_front()
     }
 
+    /// When [`handle_timeout`](Self::handle_timeout) wants to be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         [self.mailbox.poll_timeout(), self.close_deadline]
             .into_iter()
@@ -140,30 +158,37 @@ impl WormholeCore {
 
     // ---- I/O inputs -------------------------------------------------------------------------
 
+    /// Starts the first connection to the mailbox server.
     pub fn start(&mut self) {
         self.mailbox.start();
     }
 
+    /// The driver's connection to the mailbox server is up.
     pub fn connection_made(&mut self, now: Instant) {
         self.mailbox.connection_made(now);
         self.pump(now);
     }
 
+    /// A connection attempt failed; the very first failing ends the session.
     pub fn connection_failed(&mut self, now: Instant, reason: &str) {
         self.mailbox.connection_failed(now, reason);
         self.pump(now);
     }
 
+    /// The connection to the mailbox server dropped; a reconnection is scheduled.
     pub fn connection_lost(&mut self, now: Instant) {
         self.mailbox.connection_lost(now);
         self.pump(now);
     }
 
+    /// One text frame from the mailbox server.
     pub fn received(&mut self, now: Instant, frame: &str) {
         self.mailbox.received(frame);
         self.pump(now);
     }
 
+    /// Time has reached [`poll_timeout`](Self::poll_timeout): retries a connection, or gives
+    /// up on a close the server did not confirm.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.close_deadline.is_some_and(|d| now >= d) {
             tracing::warn!("mailbox server did not confirm close in time; closing anyway");
@@ -197,10 +222,12 @@ impl WormholeCore {
         Ok(())
     }
 
+    /// Asks the server for its nameplates; the answer comes as [`WormholeEvent::Nameplates`].
     pub fn list_nameplates(&mut self) {
         self.mailbox.list();
     }
 
+    /// Pings the mailbox server with `n`; the answer comes as [`WormholeEvent::Pong`].
     pub fn ping(&mut self, n: i64) {
         self.mailbox.ping(n);
     }

@@ -82,18 +82,22 @@ impl Wormhole {
         rx.await.map_err(|_| WormholeError::SessionClosed)?
     }
 
+    /// Sends the next application message (encrypted, in order).
     pub fn send_message(&self, message: Vec<u8>) {
         let _ = self.commands.send(Command::Send(message));
     }
 
+    /// Sends the next Dilation message (phase `dilate-N`).
     pub fn send_dilate(&self, message: Vec<u8>) {
         let _ = self.commands.send(Command::SendDilate(message));
     }
 
+    /// Asks the server for its nameplates; they arrive as [`WormholeEvent::Nameplates`].
     pub fn list_nameplates(&self) {
         let _ = self.commands.send(Command::List);
     }
 
+    /// Pings the mailbox server with `n`; the answer arrives as [`WormholeEvent::Pong`].
     pub fn ping(&self, n: i64) {
         let _ = self.commands.send(Command::Ping(n));
     }
@@ -161,6 +165,7 @@ impl Wormhole {
         }
     }
 
+    /// Waits for the code [`Wormhole::allocate_code`] asked for.
     pub async fn allocated_code(&mut self) -> Result<String, WormholeError> {
         self.wait_for(|e| match e {
             WormholeEvent::CodeAllocated(code) => Some(code.clone()),
@@ -169,6 +174,7 @@ impl Wormhole {
         .await
     }
 
+    /// Waits for the key to be confirmed and returns the verifier both users can compare.
     pub async fn verifier(&mut self) -> Result<Key, WormholeError> {
         self.wait_for(|e| match e {
             WormholeEvent::KeyConfirmed { verifier, .. } => Some(*verifier),
@@ -186,6 +192,7 @@ impl Wormhole {
         .await
     }
 
+    /// Waits for the peer's next application message.
     pub async fn recv_message(&mut self) -> Result<Vec<u8>, WormholeError> {
         self.wait_for(|e| match e {
             WormholeEvent::Message(m) => Some(m.clone()),

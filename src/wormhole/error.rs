@@ -19,6 +19,7 @@ pub enum Mood {
 }
 
 impl Mood {
+    /// The mood's name on the wire: `happy`, `lonely`, `scary`, `errory` or `unwelcome`.
     pub fn as_str(self) -> &'static str {
         match self {
             Mood::Happy => "happy",
@@ -40,21 +41,39 @@ impl std::fmt::Display for Mood {
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum WormholeError {
     #[error("cannot connect to the mailbox server at {url}: {reason}")]
-    ServerConnection { url: String, reason: String },
+    /// The first connection to the mailbox server failed (or timed out).
+    ServerConnection {
+        /// The mailbox server's URL.
+        url: String,
+        /// Why the connection failed.
+        reason: String,
+    },
     #[error("the mailbox server at {url} refuses service: {message}")]
-    Unwelcome { url: String, message: String },
+    /// The server's welcome carried an `error`: it refuses service.
+    Unwelcome {
+        /// The mailbox server's URL.
+        url: String,
+        /// The server's error message.
+        message: String,
+    },
+    /// The server sent an `error` message (its text).
     #[error("the mailbox server reported an error: {0}")]
     Server(String),
+    /// A peer message did not decrypt: the codes differ, or someone guessed.
     #[error(
         "wrong code: the peer's message did not decrypt (a typo, or someone guessing the code)"
     )]
     WrongCode,
+    /// The peer's SPAKE2 message could not finish the key exchange.
     #[error("key exchange failed: {0}")]
     Pake(#[from] PakeError),
+    /// The code given to [`set_code`](super::Wormhole::set_code) is malformed.
     #[error("invalid code: {0}")]
     Code(#[from] CodeError),
+    /// The peer broke the protocol, or a command came at the wrong time (the text says which).
     #[error("peer protocol error: {0}")]
     Peer(String),
+    /// The session is already over: nothing more can be sent or received.
     #[error("the wormhole session is closed")]
     SessionClosed,
 }

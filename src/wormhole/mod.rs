@@ -41,6 +41,8 @@ pub struct WormholeConfig {
 }
 
 impl WormholeConfig {
+    /// A config for `appid` on the mailbox server at `mailbox_url`, with Dilation announced, no
+    /// `app_versions`, and timeouts of 15 s (connect) and 10 s (close).
     pub fn new(appid: &str, mailbox_url: &str) -> WormholeConfig {
         WormholeConfig {
             appid: appid.into(),

@@ -128,6 +128,7 @@ impl Dilated {
         self.handle().send_message(message)
     }
 
+    /// The next event of the session (`None` once it ended).
     pub async fn next_event(&mut self) -> Option<DilationEvent> {
         self.events.recv().await
     }

@@ -113,6 +113,7 @@ impl Shared {
 pub struct FullyClosed(Arc<Shared>);
 
 impl FullyClosed {
+    /// Whether the subchannel is closed for writing now.
     pub fn get(&self) -> bool {
         self.0.write_refused.load(Ordering::Relaxed)
     }
@@ -159,10 +160,12 @@ impl Subchannel {
         FullyClosed(self.shared.clone())
     }
 
+    /// The subchannel id (odd: opened by the Leader, even: by the Follower).
     pub fn id(&self) -> Scid {
         self.scid
     }
 
+    /// The subprotocol name it was opened for.
     pub fn subprotocol(&self) -> &str {
         &self.subprotocol
     }

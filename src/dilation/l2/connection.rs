@@ -78,14 +78,17 @@ impl L2Connection {
         c
     }
 
+    /// Sets the largest frame payload accepted from the peer (checked before buffering).
     pub fn set_max_frame(&mut self, max: usize) {
         self.reader.max_frame = max;
     }
 
+    /// Our role on this connection.
     pub fn role(&self) -> Role {
         self.role
     }
 
+    /// Whether the handshake and the KCMs are done: records flow.
     pub fn is_open(&self) -> bool {
         matches!(self.state, State::Open(_))
     }
@@ -95,6 +98,7 @@ impl L2Connection {
         std::mem::take(&mut self.outbuf)
     }
 
+    /// Whether bytes wait to be written.
     pub fn has_output(&self) -> bool {
         !self.outbuf.is_empty()
     }
@@ -108,6 +112,7 @@ impl L2Connection {
         }
     }
 
+    /// The next event: readiness, then records.
     pub fn poll_event(&mut self) -> Option<L2Event> {
         self.events.pop_front()
     }
@@ -132,6 +137,7 @@ impl L2Connection {
         }
     }
 
+    /// Leader: selects this connection by sending our KCM on it.
     pub fn select(&mut self) {
         debug_assert_eq!(self.role, Role::Leader);
         self.send_record(&Record::Kcm);

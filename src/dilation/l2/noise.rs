@@ -34,12 +34,14 @@ impl Handshake {
         Handshake { hs }
     }
 
+    /// Our next handshake message (empty payload).
     pub fn write_message(&mut self) -> Result<Vec<u8>, L2Error> {
         self.hs
             .write_message_vec(&[])
             .map_err(|e| L2Error::Noise(format!("{:?}", e.kind())))
     }
 
+    /// Reads the peer's next handshake message.
     pub fn read_message(&mut self, msg: &[u8]) -> Result<(), L2Error> {
         if msg.len() != HANDSHAKE_LEN {
             return Err(L2Error::Noise(format!(
@@ -53,6 +55,7 @@ impl Handshake {
             .map_err(|e| L2Error::Noise(format!("handshake rejected: {:?}", e.kind())))
     }
 
+    /// The handshake hash so far.
     pub fn hash(&self) -> Vec<u8> {
         self.hs.get_hash().to_vec()
     }
@@ -91,14 +94,17 @@ pub fn sealed_len(plaintext_len: usize) -> usize {
 }
 
 impl Transport {
+    /// Appends `be4(len) || ciphertext` of `plaintext` to `out`.
     pub fn seal_frame(&mut self, plaintext: &[u8], out: &mut Vec<u8>) {
         self.send.seal_frame(plaintext, out)
     }
 
+    /// Decrypts one frame payload (the bytes after its length).
     pub fn open_frame(&mut self, payload: Vec<u8>) -> Result<Vec<u8>, L2Error> {
         self.recv.open_frame(payload)
     }
 
+    /// The two directions, to be used from different tasks.
     pub fn split(self) -> (Sealer, Opener) {
         (self.send, self.recv)
     }

@@ -18,6 +18,8 @@ use super::options::NetworkArgs;
 use crate::forward::EventQueue;
 
 /// The services of a session, in the reference's specifier grammar.
+// the field docs are clap's help text, where the grammar's brackets are plain text
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Args, Debug, Clone)]
 pub struct Services {
     /// Run a service here and let the peer reach it:
@@ -40,23 +42,29 @@ pub struct Services {
     pub local: Vec<String>,
 }
 
+/// The options of `fowl invite`.
 #[derive(Args, Debug, Clone)]
 pub struct InviteArgs {
     /// Words in the code.
     #[arg(long, default_value_t = 2)]
     pub code_length: usize,
+    /// The services to forward.
     #[command(flatten)]
     pub services: Services,
+    /// Mailbox server, transit relay and listening options.
     #[command(flatten)]
     pub network: NetworkArgs,
 }
 
+/// The options of `fowl accept`.
 #[derive(Args, Debug, Clone)]
 pub struct AcceptArgs {
     /// The code from the inviting peer (asked for when omitted on a terminal).
     pub code: Option<String>,
+    /// The services to forward.
     #[command(flatten)]
     pub services: Services,
+    /// Mailbox server, transit relay and listening options.
     #[command(flatten)]
     pub network: NetworkArgs,
 }

@@ -22,6 +22,8 @@ pub struct CodeHelper {
 }
 
 impl CodeHelper {
+    /// A helper for codes of `num_words` words, completing nameplates from the shared list
+    /// `nameplates` (kept up to date by the caller).
     pub fn new(num_words: usize, nameplates: Arc<Mutex<Vec<String>>>) -> CodeHelper {
         CodeHelper {
             completer: Completer::new(num_words),

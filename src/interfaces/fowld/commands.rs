@@ -13,12 +13,30 @@ pub const MAX_LINE: usize = 64 * 1024;
 /// A parsed input command.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    AllocateCode { length: usize },
-    SetCode { code: String },
+    /// `allocate-code`: allocate a fresh code.
+    AllocateCode {
+        /// Words in the code ([`DEFAULT_CODE_LENGTH`] when the line names none or 0).
+        length: usize,
+    },
+    /// `set-code`: use the code the peer allocated.
+    SetCode {
+        /// The whole code, e.g. `4-purple-sausages`.
+        code: String,
+    },
+    /// `local`: the peer may ask us to listen for this service.
     Local(LocalSpec),
+    /// `remote`: ask the peer to listen for our service.
     Remote(RemoteSpec),
-    SessionClose { timeout: f64 },
-    Ping { ping_id: Value },
+    /// `session-close`: close the session gracefully.
+    SessionClose {
+        /// Bound on the whole close, in seconds ([`DEFAULT_CLOSE_TIMEOUT`] when not given).
+        timeout: f64,
+    },
+    /// `ping`: measure the round trip to the mailbox server (answered by `pong`).
+    Ping {
+        /// Any JSON from the controller, echoed in the `pong`.
+        ping_id: Value,
+    },
 }
 
 /// Code length when `allocate-code` names none.

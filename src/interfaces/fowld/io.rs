@@ -14,11 +14,13 @@ use crate::forward::EventQueue;
 /// What the stdin thread delivers.
 #[derive(Debug)]
 pub enum Input {
+    /// One line (without its newline), still to be parsed.
     Line(String),
     /// A command already parsed (the human CLI builds its commands from its own options).
     Command(Command),
     /// A line over [`MAX_LINE`] bytes (skipped), or not UTF-8.
     Bad(String),
+    /// The end of input (stdin closed or unreadable).
     Eof,
 }
 

@@ -97,10 +97,12 @@ fn status(s: &Status) -> Value {
     }
 }
 
+/// An `error` line with `message`.
 pub fn error(message: &str) -> Value {
     line("error", json!({"message": message}))
 }
 
+/// A `closed` line with `result` (a mood: `happy`, `lonely`, `scary`, `errory` or `unwelcome`).
 pub fn closed(result: &str) -> Value {
     line("closed", json!({"result": result}))
 }

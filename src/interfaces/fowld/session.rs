@@ -27,8 +27,11 @@ const LONELY_CLOSE: Duration = Duration::from_secs(1);
 /// How fowld runs.
 #[derive(Debug, Clone)]
 pub struct FowldOptions {
+    /// The mailbox server's URL (`ws://` or `wss://`).
     pub mailbox_url: String,
+    /// Transit relay for Dilation; `None`: no relay, direct connections only.
     pub relay: Option<RelayLocation>,
+    /// Offer no direct hints (no listener for direct connections).
     pub no_listen: bool,
     /// Opt-in status kinds: `dilation-connected`, `dilation-reconnecting`.
     pub status_events: bool,

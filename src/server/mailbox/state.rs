@@ -99,6 +99,7 @@ fn text(msg: &Map<String, Value>, key: &str) -> Option<String> {
 }
 
 impl MailboxState {
+    /// An empty server (no apps, no connections) with `config`.
     pub fn new(config: MailboxConfig) -> MailboxState {
         MailboxState {
             config,

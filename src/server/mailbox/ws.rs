@@ -42,6 +42,7 @@ fn now() -> f64 {
 
 /// A running mailbox server; dropping it stops accepting connections.
 pub struct MailboxServerHandle {
+    /// The address the server listens on.
     pub addr: SocketAddr,
     task: JoinHandle<()>,
 }

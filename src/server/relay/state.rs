@@ -48,7 +48,9 @@ pub enum Arrival {
     /// Paired with a waiting connection. Both get `ok\n`; `redundant` waiters for the same token
     /// are dropped.
     Paired {
+        /// The waiting connection it is paired with.
         partner: RelayConnId,
+        /// Other connections that waited with the same token, now dropped.
         redundant: Vec<RelayConnId>,
     },
     /// Too many connections are waiting already.
@@ -64,6 +66,7 @@ pub struct RelayState {
 }
 
 impl RelayState {
+    /// An empty table; at most `max_waiting` connections may wait at once.
     pub fn new(max_waiting: usize) -> RelayState {
         RelayState {
             waiting: HashMap::new(),

@@ -56,6 +56,7 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
 
 /// A running relay; dropping it stops accepting (pairs already spliced run on).
 pub struct RelayServerHandle {
+    /// The address the relay listens on.
     pub addr: SocketAddr,
     shared: Arc<Mutex<Shared>>,
     permits: Arc<Semaphore>,
