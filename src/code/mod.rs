@@ -1,5 +1,16 @@
 //! Wormhole codes (reference §2.1-2.2): `<nameplate>-<word>-<word>...`, generation from the PGP
 //! word list, validation, and the completion helper used for interactive entry.
+//!
+//! ```
+//! use fowl::code::{Code, CodeError};
+//!
+//! let code = Code::generate("7", 2, &mut rand::thread_rng());
+//! assert_eq!(code.nameplate(), "7");
+//! assert_eq!(code.as_str().split('-').count(), 3);
+//! assert_eq!(Code::parse("7-guitarist-revenge")?.nameplate(), "7");
+//! assert!(matches!(Code::parse("guitarist-revenge"), Err(CodeError::Nameplate(_))));
+//! # Ok::<(), CodeError>(())
+//! ```
 
 mod completion;
 mod words;

@@ -16,6 +16,37 @@
 //!
 //! Records of the selected link are read only while [`Endpoint::wants_read`]; the endpoint is
 //! done once [`Endpoint::is_finished`].
+//!
+//! # Example
+//!
+//! No sockets and no clock: the endpoint learns the key and the peer's versions, then asks for
+//! its `please` to be sent; the peer's `please` makes it the Leader (its side is larger), and it
+//! asks for a listener and dials our relay.
+//!
+//! ```
+//! use std::time::Instant;
+//! use fowl::dilation::endpoint::{Action, Endpoint, Event};
+//! use fowl::dilation::{DilationConfig, Role};
+//!
+//! let config = DilationConfig {
+//!     relay: Some("tcp:relay.example:4001".parse()?),
+//!     ..DilationConfig::default()
+//! };
+//! let mut ep = Endpoint::new(config, "ffffffffffffffff");
+//! let now = Instant::now();
+//! ep.handle_key(now, [7; 32]);
+//! ep.handle_peer_versions(now, vec!["ged".into()]);
+//! let Some(Action::SendDilate(please)) = ep.poll_action() else { panic!() };
+//! assert!(String::from_utf8(please)?.contains("please"));
+//!
+//! ep.handle_dilate(now, br#"{"type": "please", "side": "0000000000000001", "use-version": "ged"}"#);
+//! assert_eq!(ep.role(), Some(Role::Leader));
+//! assert!(matches!(ep.poll_event(), Some(Event::Connecting { role: Role::Leader, generation: 0 })));
+//! let actions: Vec<Action> = std::iter::from_fn(|| ep.poll_action()).collect();
+//! assert!(matches!(actions[0], Action::Listen { generation: 0 }));
+//! assert!(matches!(&actions[1], Action::Dial { host, port: 4001, .. } if host == "relay.example"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;

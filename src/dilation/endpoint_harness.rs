@@ -16,7 +16,7 @@ use crate::dilation::l2::RecvHalf;
 
 pub const RELAY_HOST: &str = "198.18.0.100";
 pub const RELAY_PORT: u16 = 4001;
-/// One-way latency of every hop.
+/// One-way latency of every hop, unless a test sets [`Pair::latency`].
 pub const LATENCY: Duration = Duration::from_millis(5);
 
 /// A small deterministic generator (xorshift64*), for payloads and fault schedules.
@@ -126,6 +126,8 @@ pub struct Pair {
     /// path returns meets a reset.
     zombies: HashSet<Sock>,
     pub mailbox_messages: usize,
+    /// One-way latency of every hop (the mailbox, connects, bytes, closes).
+    pub latency: Duration,
 }
 
 /// Test configuration: the relay is the in-memory one; the timers are short enough for tests.
@@ -182,6 +184,7 @@ impl Pair {
             direct_refused: false,
             zombies: HashSet::new(),
             mailbox_messages: 0,
+            latency: LATENCY,
         }
     }
 
@@ -287,7 +290,7 @@ impl Pair {
             Action::SendDilate(body) => {
                 self.mailbox_messages += 1;
                 if self.mailbox_up {
-                    self.push(now + LATENCY, Delivery::Mailbox { to: 1 - i, body });
+                    self.push(now + self.latency, Delivery::Mailbox { to: 1 - i, body });
                 } else {
                     self.mailbox_held.push((1 - i, body));
                 }
@@ -312,7 +315,7 @@ impl Pair {
                 if self.blackhole && host != RELAY_HOST {
                     return; // the SYN vanishes: only the connect timeout ends it
                 }
-                self.push(now + LATENCY, Delivery::Connect { from, host, port });
+                self.push(now + self.latency, Delivery::Connect { from, host, port });
             }
             Action::Transmit { conn, bytes } => self.send_bytes(Sock::Peer(i, conn), bytes),
             Action::Close { conn } => {
@@ -340,7 +343,7 @@ impl Pair {
             if self.blackhole {
                 self.zombies.insert(other);
             } else {
-                let at = self.now + LATENCY;
+                let at = self.now + self.latency;
                 let reason = reason.to_string();
                 self.push(at, Delivery::Closed { to: other, reason });
             }
@@ -349,7 +352,7 @@ impl Pair {
 
     fn send_bytes(&mut self, from: Sock, bytes: Vec<u8>) {
         if !self.blackhole && self.zombies.remove(&from) {
-            let at = self.now + LATENCY;
+            let at = self.now + self.latency;
             let reason = "connection reset".to_string();
             return self.push(at, Delivery::Closed { to: from, reason });
         }
@@ -360,7 +363,7 @@ impl Pair {
         if self.blackhole && (through_relay || matches!(from, Sock::Peer(..))) {
             return;
         }
-        self.push(self.now + LATENCY, Delivery::Bytes { to, bytes });
+        self.push(self.now + self.latency, Delivery::Bytes { to, bytes });
     }
 
     fn deliver(&mut self, d: Delivery) {
@@ -390,7 +393,7 @@ impl Pair {
     fn connect(&mut self, from: Sock, host: &str, port: u16) {
         let Sock::Peer(i, _) = from else { return };
         let refuse = |pair: &mut Pair| {
-            let at = pair.now + LATENCY;
+            let at = pair.now + pair.latency;
             pair.push(
                 at,
                 Delivery::Closed {
@@ -415,7 +418,7 @@ impl Pair {
             self.wires.insert(from, r);
             self.wires.insert(r, from);
             let peer = SocketAddrKey(SocketAddr::from(([198, 18, 0, 100], RELAY_PORT)));
-            let at = self.now + LATENCY;
+            let at = self.now + self.latency;
             self.push(at, Delivery::Open { to: from, peer });
             return;
         }
@@ -438,7 +441,7 @@ impl Pair {
         let to = Sock::Peer(j, cj);
         self.wires.insert(from, to);
         self.wires.insert(to, from);
-        let at = self.now + LATENCY;
+        let at = self.now + self.latency;
         self.push(
             at,
             Delivery::Open {
@@ -516,7 +519,7 @@ impl Pair {
         self.wires.insert(db, da);
         self.relayed.insert(da);
         self.relayed.insert(db);
-        let at = self.now + LATENCY;
+        let at = self.now + self.latency;
         self.push(
             at,
             Delivery::Bytes {
@@ -591,7 +594,7 @@ impl Pair {
         self.mailbox_up = up;
         if up {
             for (to, body) in std::mem::take(&mut self.mailbox_held) {
-                let at = self.now + LATENCY;
+                let at = self.now + self.latency;
                 self.push(at, Delivery::Mailbox { to, body });
             }
         }

@@ -395,6 +395,66 @@ fn stale_connections_and_records_are_ignored() {
 }
 
 #[test]
+fn duplicate_and_out_of_window_records_are_delivered_once() {
+    let mut pair = connected_pair();
+    pair.peers[FOLLOWER].ep.listen("dup");
+    let conn = pair.peers[FOLLOWER].ep.selected().expect("connected");
+    let data = |seqnum, byte: u8| Record::Data {
+        seqnum,
+        scid: 1,
+        data: vec![byte; 3],
+    };
+    let open = Record::Open {
+        seqnum: 0,
+        scid: 1,
+        subprotocol: "dup".into(),
+    };
+    let now = pair.now;
+    let records = vec![
+        open.clone(),
+        data(1, b'a'),
+        data(1, b'a'),
+        open,
+        data(2, b'b'),
+    ];
+    pair.peers[FOLLOWER].ep.handle_records(now, conn, records);
+    // a resend after a reconnect repeats records the receiver already has
+    pair.peers[FOLLOWER].ep.handle_records(
+        now,
+        conn,
+        vec![data(1, b'a'), data(2, b'b'), data(3, b'c')],
+    );
+    pair.pump();
+    let f = &pair.peers[FOLLOWER];
+    assert_eq!(f.incoming, vec![(1, "dup".to_string())]);
+    assert_eq!(f.received[&1], b"aaabbbccc");
+}
+
+#[test]
+fn a_slow_link_is_not_mistaken_for_loss() {
+    let mut pair = Pair::default_pair();
+    pair.latency = Duration::from_millis(800); // 1.6 s round trips, a third of the ping interval
+    pair.start_dilation();
+    assert!(pair.run_until(60 * SECOND, Pair::connected));
+    let mut rng = Rng::new(10);
+    let mut streams = vec![
+        Stream::new(&mut pair, LEADER, "a", 200_000, &mut rng),
+        Stream::new(&mut pair, FOLLOWER, "b", 200_000, &mut rng),
+    ];
+    write_all(&mut pair, &mut streams, 2048, Duration::from_millis(50));
+    assert!(pair.run_until(120 * SECOND, |p| streams.iter().all(|s| s.complete(p))));
+    pair.run_for(60 * SECOND); // idle: pings and their PONGs cross the slow link
+    assert_intact(&pair, &streams);
+    for i in [LEADER, FOLLOWER] {
+        assert_eq!(
+            pair.count(i, |e| matches!(e, Event::ConnectionLost { .. })),
+            0
+        );
+    }
+    assert_eq!(pair.peers[LEADER].ep.generation(), 0);
+}
+
+#[test]
 fn subchannels_nobody_listens_for_are_held_up_to_the_limit_then_refused() {
     let mut pair = connected_pair();
     let max = config("00").max_pending_opens;
@@ -496,6 +556,7 @@ fn run_schedule(seed: u64) -> usize {
         std::mem::swap(&mut c0.side, &mut c1.side); // peer 1 leads
     }
     let mut pair = Pair::new(c0, c1);
+    pair.latency = Duration::from_millis(1 + rng.below(150));
     let mut streams = Vec::new();
     for (n, from) in [0, 1, 0, 1]
         .into_iter()
