@@ -44,6 +44,15 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
+/// A listener's or a connect target's place: its unix path, else its port.
+fn place(port: Option<u16>, path: Option<&str>) -> String {
+    match (path, port) {
+        (Some(p), _) => p.to_string(),
+        (None, Some(port)) => format!("port {port}"),
+        (None, None) => "an unknown port".into(),
+    }
+}
+
 fn verifier_groups(v: &str) -> String {
     v.as_bytes()
         .chunks(4)
@@ -58,22 +67,14 @@ impl View {
         match e {
             Event::Status(status) => self.status(status),
             Event::Listening { name, port, path } => {
-                let at = match (path, port) {
-                    (Some(p), _) => p.clone(),
-                    (None, Some(port)) => format!("port {port}"),
-                    (None, None) => "an unknown port".into(),
-                };
+                let at = place(*port, path.as_deref());
                 let line = format!("{name}: listening on {at} for the peer's service");
                 self.services.insert(name.clone(), line.clone());
                 Some(line)
             }
             Event::ListeningFailed { .. } => None,
             Event::AwaitingConnect { name, port, path } => {
-                let at = match (path, port) {
-                    (Some(p), _) => p.clone(),
-                    (None, Some(port)) => format!("port {port}"),
-                    (None, None) => "an unknown port".into(),
-                };
+                let at = place(*port, path.as_deref());
                 let line = format!("{name}: the peer listens; streams connect to {at}");
                 self.services.insert(name.clone(), line.clone());
                 Some(line)
