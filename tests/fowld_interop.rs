@@ -167,7 +167,13 @@ async fn python_scenarios(roost_impl: Impl, fledge_impl: Impl) {
             .send_local(json!({"kind": "local", "name": "happy-local", "local_listen_port": listen_port, "remote_connect_port": echo}))
             .await;
         pair(&mut roost, &mut fledge).await;
-        fledge.send(json!({"kind": "remote", "name": "happy-local"})).await;
+        // the roost's remote_connect_port chooses our connect port: Python always lets it, ours
+        // only with allow_peer_port (our extension)
+        let remote = match fledge_impl {
+            Impl::Rust => json!({"kind": "remote", "name": "happy-local", "allow_peer_port": true}),
+            Impl::Python => json!({"kind": "remote", "name": "happy-local"}),
+        };
+        fledge.send(remote).await;
         assert_eq!(roost.expect("listening").await["listening_port"], listen_port);
         assert_eq!(fledge.expect("awaiting-connect").await["local_port"], echo);
         let data = pattern(14000, 1);

@@ -240,6 +240,32 @@ async fn the_reference_error_table() {
             b.expect("incoming-lost").await["reason"],
             "Incoming connection against local policy: No service \"p2\""
         );
+        // the peer names the local port our streams would reach, and we named none: refused
+        // (Python would connect there); a stream for the name is refused by our policy
+        let target = echo_server().await;
+        a.send_local(json!({"kind": "local", "name": "p3", "remote_connect_port": target}))
+            .await;
+        b.send(json!({"kind": "remote", "name": "p3"})).await;
+        let listening = a.expect("listening").await;
+        assert_eq!(
+            error_message(&mut b).await,
+            format!(
+                "Service \"p3\" refused: the peer asked us to connect to local port {target}, \
+                 which we did not name (name the port with local_connect_port, or set \
+                 allow_peer_port)"
+            )
+        );
+        let port = listening["listening_port"].as_u64().unwrap() as u16;
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let _ = s.read_to_end(&mut rest).await;
+        assert_eq!(
+            a.expect("outgoing-lost").await["reason"],
+            "Against local policy"
+        );
+        assert_eq!(
+            b.expect("incoming-lost").await["reason"],
+            "Incoming connection against local policy: No service \"p3\""
+        );
         // the service's server is not running
         let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let dead_port = dead.local_addr().unwrap().port();

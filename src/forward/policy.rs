@@ -28,12 +28,16 @@ pub struct RemoteSpec {
     pub name: String,
     /// Port we ask the peer to listen on; the peer's choice when unset.
     pub remote_listen_port: Option<u16>,
-    /// Local port streams connect to; when unset, the port the peer names, else a free one.
+    /// Local port streams connect to; when unset, a free one, or the port the peer names if
+    /// `allow_peer_port`.
     pub local_connect_port: Option<u16>,
     /// Host to connect to; 127.0.0.1 when unset.
     pub connect_address: Option<String>,
     /// Extension: connect to this unix socket instead of TCP.
     pub connect_unix: Option<PathBuf>,
+    /// Extension, off by default: without `local_connect_port`, let the peer's reply choose the
+    /// local port our streams connect to (Python fowl always does).
+    pub allow_peer_port: bool,
 }
 
 /// Where a listener is opened.
@@ -121,6 +125,18 @@ pub enum PolicyError {
         /// Our `remote`'s local connect port.
         ours: u16,
     },
+    /// The peer named the local port our streams would connect to, and we named none: refused
+    /// unless the `remote` allows it (`allow_peer_port`).
+    #[error(
+        "Service \"{name}\" refused: the peer asked us to connect to local port {port}, which we \
+         did not name (name the port with local_connect_port, or set allow_peer_port)"
+    )]
+    PeerChosenPort {
+        /// The service.
+        name: String,
+        /// The port the peer named.
+        port: u16,
+    },
     /// A stream arrived for a name we never established (`None`: no name at all).
     #[error("Incoming connection against local policy: No service \"{}\"", .0.as_deref().unwrap_or("None"))]
     UnknownStream(Option<String>),
@@ -193,6 +209,17 @@ impl Services {
             if d != ours {
                 return Err(PolicyError::ReplyPortMismatch { asked: d, ours });
             }
+        }
+        if let (Some(port), None, None, false) = (
+            desired,
+            spec.local_connect_port,
+            &spec.connect_unix,
+            spec.allow_peer_port,
+        ) {
+            return Err(PolicyError::PeerChosenPort {
+                name: spec.name.clone(),
+                port,
+            });
         }
         if let Some(path) = &spec.connect_unix {
             let to = ConnectTo::Unix(path.clone());
@@ -273,6 +300,51 @@ mod tests {
         (plan, Some(b.on_response(&fledge, &reply)))
     }
 
+    #[test]
+    fn the_peer_cannot_choose_the_local_port_we_connect_to_unless_allowed() {
+        // the roost's `remote_connect_port` becomes the reply's desired-port
+        let roost = LocalSpec {
+            remote_connect_port: Some(6379),
+            ..local("svc")
+        };
+        let (plan, reply) = negotiate(roost.clone(), remote("svc"));
+        assert!(plan.is_ok());
+        assert_eq!(
+            reply.unwrap().unwrap_err(),
+            PolicyError::PeerChosenPort {
+                name: "svc".into(),
+                port: 6379
+            }
+        );
+        let allowed = RemoteSpec {
+            allow_peer_port: true,
+            ..remote("svc")
+        };
+        let (_, reply) = negotiate(roost.clone(), allowed);
+        assert_eq!(
+            reply.unwrap().unwrap(),
+            ConnectPlan::Ready(ConnectTo::Tcp {
+                host: LOOPBACK.into(),
+                port: 6379
+            })
+        );
+        // a port we named ourselves, or a unix socket, is never the peer's choice
+        let named = RemoteSpec {
+            local_connect_port: Some(6379),
+            ..remote("svc")
+        };
+        assert!(negotiate(roost.clone(), named).1.unwrap().is_ok());
+        let unix = RemoteSpec {
+            connect_unix: Some("/run/app.sock".into()),
+            ..remote("svc")
+        };
+        let (_, reply) = negotiate(roost, unix);
+        assert_eq!(
+            reply.unwrap().unwrap(),
+            ConnectPlan::Ready(ConnectTo::Unix("/run/app.sock".into()))
+        );
+    }
+
     fn tcp(host: &str, port: u16) -> ListenAt {
         ListenAt::Tcp {
             host: host.into(),
@@ -327,7 +399,11 @@ mod tests {
             remote_connect_port: Some(1111),
             ..local("x")
         };
-        let (_, reply) = negotiate(roost.clone(), remote("x"));
+        let allowing = RemoteSpec {
+            allow_peer_port: true,
+            ..remote("x")
+        };
+        let (_, reply) = negotiate(roost.clone(), allowing);
         assert_eq!(
             reply.unwrap().unwrap(),
             ConnectPlan::Ready(ConnectTo::Tcp {

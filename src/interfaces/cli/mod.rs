@@ -40,6 +40,10 @@ pub struct Services {
         value_name = "SPEC"
     )]
     pub local: Vec<String>,
+    /// For a --remote without a port: connect to the local port the peer names (Python fowl's
+    /// behaviour; off by default, since it lets the peer pick which local service it reaches).
+    #[arg(long)]
+    pub allow_peer_port: bool,
 }
 
 /// The options of `fowl invite`.
@@ -77,7 +81,8 @@ fn service_commands(s: &Services) -> Result<Vec<Command>, String> {
         out.push(Command::Local(p));
     }
     for r in &s.remote {
-        let p = spec::parse_remote(r).map_err(|e| format!("--remote {r}: {e}"))?;
+        let mut p = spec::parse_remote(r).map_err(|e| format!("--remote {r}: {e}"))?;
+        p.allow_peer_port = s.allow_peer_port;
         out.push(Command::Remote(p));
     }
     if out.is_empty() {

@@ -140,6 +140,13 @@ fn parse_value(line: &str) -> Result<Command, String> {
                 local_connect_port: port(&obj, "local_connect_port")?,
                 connect_address: text(&obj, "connect_address")?,
                 connect_unix: path(&obj, "local_connect_path")?,
+                allow_peer_port: match obj.get("allow_peer_port") {
+                    None | Some(Value::Null) => false,
+                    Some(Value::Bool(b)) => *b,
+                    Some(v) => {
+                        return Err(format!("\"allow_peer_port\" must be a boolean, not {v}"))
+                    }
+                },
             };
             if spec.connect_unix.is_some()
                 && (spec.local_connect_port.is_some() || spec.connect_address.is_some())
@@ -206,9 +213,19 @@ mod tests {
                 remote_listen_port: Some(8888),
                 local_connect_port: Some(3333),
                 connect_address: Some("localhost".into()),
-                connect_unix: None
+                connect_unix: None,
+                allow_peer_port: false,
             }))
         );
+        assert_eq!(
+            parse(r#"{"kind": "remote", "name": "x", "allow_peer_port": true}"#),
+            Ok(Command::Remote(RemoteSpec {
+                name: "x".into(),
+                allow_peer_port: true,
+                ..RemoteSpec::default()
+            }))
+        );
+        assert!(parse(r#"{"kind": "remote", "name": "x", "allow_peer_port": 1}"#).is_err());
         assert_eq!(
             parse(r#"{"kind": "session-close", "timeout": 5}"#),
             Ok(Command::SessionClose { timeout: 5.0 })
