@@ -420,6 +420,8 @@ async fn a_slow_local_consumer_holds_both_daemons_back() {
         let port = a.expect("listening").await["listening_port"]
             .as_u64()
             .unwrap() as u16;
+        // b knows where streams go only from here on: a stream arriving earlier is refused
+        b.expect("awaiting-connect").await;
         let (base_a, base_b) = (rss_kib(a.pid()), rss_kib(b.pid()));
         let (pa, pb) = (a.pid(), b.pid());
         let peak = std::sync::Arc::new(std::sync::Mutex::new((0u64, 0u64)));
