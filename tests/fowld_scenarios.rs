@@ -267,9 +267,8 @@ async fn the_reference_error_table() {
             "Incoming connection against local policy: No service \"p3\""
         );
         // the service's server is not running
-        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let dead_port = dead.local_addr().unwrap().port();
-        drop(dead);
+        let dead = common::RefusingPort::reserve();
+        let dead_port = dead.port;
         a.send_local(json!({"kind": "local", "name": "down"})).await;
         b.send(json!({"kind": "remote", "name": "down", "local_connect_port": dead_port}))
             .await;
@@ -378,9 +377,8 @@ async fn session_close_before_a_peer_is_lonely() {
 
 #[tokio::test]
 async fn unreachable_mailbox_is_a_clear_error() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("ws://{}/v1", dead.local_addr().unwrap());
-    drop(dead);
+    let dead = common::RefusingPort::reserve();
+    let url = format!("ws://127.0.0.1:{}/v1", dead.port);
     let mut a = Fowld::spawn(Impl::Rust, &url, &["--no-relay"]);
     let m = error_message(&mut a).await;
     assert!(m.contains(&url), "{m}");
@@ -448,6 +446,8 @@ async fn a_slow_local_consumer_holds_both_daemons_back() {
         let port = a.expect("listening").await["listening_port"]
             .as_u64()
             .unwrap() as u16;
+        // b knows where streams go only from here on: a stream arriving earlier is refused
+        b.expect("awaiting-connect").await;
         let (base_a, base_b) = (rss_kib(a.pid()), rss_kib(b.pid()));
         let (pa, pb) = (a.pid(), b.pid());
         let peak = std::sync::Arc::new(std::sync::Mutex::new((0u64, 0u64)));
