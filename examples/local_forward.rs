@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
-use fowl::dilation::{Dilated, DilationEvent, PathKind};
+use fowl::dilation::{Dilated, DilationConfig, DilationEvent, PathKind};
 use fowl::forward::Engine;
 use fowl::forward::{app_versions, dilation_config, APPID};
 use fowl::forward::{Event, EventQueue};
@@ -59,6 +59,13 @@ async fn main() -> anyhow::Result<()> {
         None => 256,
     };
     let relay_only = args.iter().any(|a| a == "--relay-only");
+    // logs to stderr (RUST_LOG=fowl=debug shows every hint advertised and every dial)
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
 
     // the servers, on free loopback ports
     let mb = mailbox::serve(TcpListener::bind("127.0.0.1:0").await?, Default::default())?;
@@ -96,9 +103,15 @@ async fn main() -> anyhow::Result<()> {
     ensure!(v1 == v2, "the verifiers differ");
     println!("verifier:        {}", hex::encode(v1));
 
-    let relay_hint = Some(rl.hint().parse()?);
-    let mut a = inviter.dilate(dilation_config(relay_hint.clone(), relay_only));
-    let mut b = accepter.dilate(dilation_config(relay_hint, relay_only));
+    // a demo stays on this machine: loopback listeners, hints and dials only, whatever other
+    // interfaces exist
+    let dilation = DilationConfig {
+        loopback_only: true,
+        ..dilation_config(Some(rl.hint().parse()?), relay_only)
+    };
+    println!("network:         loopback only (127.0.0.1), whatever other interfaces exist");
+    let mut a = inviter.dilate(dilation.clone());
+    let mut b = accepter.dilate(dilation);
     let (qa, qb) = (EventQueue::default(), EventQueue::default());
     let (ea, eb) = (
         Engine::start(a.handle(), qa.clone()),

@@ -36,11 +36,34 @@ run_tests() {
 export -f run_tests
 if [ "$(id -u)" = 0 ] && command -v ip >/dev/null 2>&1; then
   ns="fowl-test-$$-$RANDOM"
+  ns2="fowl-demo-$$-$RANDOM"
   ip netns add "$ns"
-  trap 'ip netns del "$ns" 2>/dev/null || true' EXIT
+  trap 'ip netns del "$ns" 2>/dev/null || true; ip netns del "$ns2" 2>/dev/null || true' EXIT
   ip -n "$ns" link set lo up
   echo "   (inside the loopback-only network namespace $ns)"
-  ip netns exec "$ns" bash -c 'run_tests "$@"' run_tests "$@"
+  status=0
+  ip netns exec "$ns" bash -c 'run_tests "$@"' run_tests "$@" || status=$?
+  # The demo must stay on loopback where other interfaces exist: a namespace of our own with a
+  # veth pair addressed from 198.18.0.0/15 (routed nowhere), the demo's debug log checked for it.
+  echo "== the demo beside a non-loopback interface (198.18.0.1): it advertises and dials only loopback"
+  ip netns add "$ns2"
+  ip -n "$ns2" link set lo up
+  ip -n "$ns2" link add fowl0 type veth peer name fowl1
+  ip -n "$ns2" addr add 198.18.0.1/24 dev fowl0
+  ip -n "$ns2" link set fowl0 up
+  ip -n "$ns2" link set fowl1 up
+  demo_log="$(mktemp)"
+  if RUST_LOG=fowl=debug ip netns exec "$ns2" "${CARGO_TARGET_DIR:-target}/debug/examples/local_forward" \
+      --megabytes 8 >"$demo_log" 2>&1 &&
+    grep -q "advertising direct hints" "$demo_log" && ! grep -q "198\.18\." "$demo_log"; then
+    echo "   stayed on loopback: $(grep -c 'advertising direct hints' "$demo_log") hint lists advertised, no 198.18 address in its log"
+  else
+    cat "$demo_log"
+    echo "error: the demo failed or used the non-loopback interface" >&2
+    status=1
+  fi
+  rm -f "$demo_log"
+  exit "$status"
 else
   echo "warning: not root or no 'ip': running tests without a loopback-only network namespace" >&2
   run_tests "$@"

@@ -34,6 +34,10 @@ pub struct DilationConfig {
     pub relay: Option<RelayLocation>,
     /// No listener and no direct hints.
     pub no_listen: bool,
+    /// Stay on loopback: listen on 127.0.0.1 only, advertise only loopback hints and dial only
+    /// loopback addresses (peer hints and relays elsewhere are ignored). For demos and tests on
+    /// a machine with other interfaces.
+    pub loopback_only: bool,
     /// The Leader's ping interval; a connection without PONG for a whole interval is dropped.
     pub ping_interval: Duration,
     /// A Leader whose generation did not connect within this starts a new one.
@@ -74,6 +78,7 @@ impl Default for DilationConfig {
         DilationConfig {
             relay: None,
             no_listen: false,
+            loopback_only: false,
             ping_interval: Duration::from_secs(30),
             generation_timeout: Duration::from_secs(10),
             relay_grace: Duration::from_millis(500),

@@ -43,18 +43,18 @@
 //! assert_eq!(ep.role(), Some(Role::Leader));
 //! assert!(matches!(ep.poll_event(), Some(Event::Connecting { role: Role::Leader, generation: 0 })));
 //! let actions: Vec<Action> = std::iter::from_fn(|| ep.poll_action()).collect();
-//! assert!(matches!(actions[0], Action::Listen { generation: 0 }));
+//! assert!(matches!(actions[0], Action::Listen { generation: 0, .. }));
 //! assert!(matches!(&actions[1], Action::Dial { host, port: 4001, .. } if host == "relay.example"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::config::{DilationConfig, PathKind};
-use super::hints::Hint;
+use super::hints::{Hint, RelayLocation};
 use super::l1::L1Message;
 use super::l2::{relay_line, L2Connection, L2Event, RecvHalf, Role, SendHalf};
 use super::manager::{DilationError, Manager, ManagerAction, ManagerEvent, State};
@@ -79,11 +79,14 @@ pub const MAX_DIAL_TARGETS: usize = 64;
 pub enum Action {
     /// Send this body as the next `dilate-N` mailbox message.
     SendDilate(Vec<u8>),
-    /// Listen for direct connections of `generation` and report the hints for it with
+    /// Listen for direct connections of `generation` (on every interface, or on 127.0.0.1 only
+    /// with `loopback`) and report its port and the addresses it is reachable at with
     /// [`Endpoint::handle_listening`]; accepted connections go to [`Endpoint::handle_accepted`].
     Listen {
         /// The generation the listener belongs to.
         generation: u32,
+        /// Bind 127.0.0.1 only.
+        loopback: bool,
     },
     /// Stop listening.
     StopListening,
@@ -128,7 +131,10 @@ impl std::fmt::Debug for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Action::SendDilate(b) => write!(f, "SendDilate({})", String::from_utf8_lossy(b)),
-            Action::Listen { generation } => write!(f, "Listen({generation})"),
+            Action::Listen {
+                generation,
+                loopback,
+            } => write!(f, "Listen({generation}, loopback {loopback})"),
             Action::StopListening => write!(f, "StopListening"),
             Action::Dial {
                 conn,
@@ -451,13 +457,32 @@ impl Endpoint {
 
     // ---- connections ---------------------------------------------------------------------------
 
-    /// Our listener for `generation` is up (or could not be: no hints); these are its hints.
-    pub fn handle_listening(&mut self, now: Instant, generation: u32, mut hints: Vec<Hint>) {
+    /// Our listener for `generation` is up on `port`, reachable at `addresses` (the host's
+    /// interface addresses); `None` if it could not listen. We advertise a direct hint for each
+    /// usable address: not loopback unless there is nothing else (as Python), not IPv6
+    /// link-local (it needs a scope), and only loopback with `loopback_only`.
+    pub fn handle_listening(
+        &mut self,
+        now: Instant,
+        generation: u32,
+        listener: Option<(u16, Vec<IpAddr>)>,
+    ) {
         if self.listening != Some(generation) || self.manager.state() != State::Connecting {
             return;
         }
+        let mut hints = match listener {
+            Some((port, addresses)) => direct_hints(port, &addresses, self.config.loopback_only),
+            None => Vec::new(),
+        };
+        tracing::debug!(
+            "generation {generation}: advertising direct hints {:?}",
+            hints
+                .iter()
+                .map(|h| h.to_json().to_string())
+                .collect::<Vec<_>>()
+        );
         self.direct_possible |= !hints.is_empty();
-        hints.extend(self.config.relay.as_ref().map(|r| r.hint()));
+        hints.extend(self.our_relay().map(|r| r.hint()));
         self.manager.send_hints(hints);
         self.drive(now);
     }
@@ -760,11 +785,16 @@ impl Endpoint {
                 self.end_generation();
                 if !self.config.no_listen {
                     self.listening = Some(generation);
-                    self.actions.push_back(Action::Listen { generation });
-                } else if let Some(relay) = &self.config.relay {
-                    self.manager.send_hints(vec![relay.hint()]);
+                    let loopback = self.config.loopback_only;
+                    self.actions.push_back(Action::Listen {
+                        generation,
+                        loopback,
+                    });
+                } else if let Some(relay) = self.our_relay() {
+                    let hint = relay.hint();
+                    self.manager.send_hints(vec![hint]);
                 }
-                if let Some(relay) = self.config.relay.clone() {
+                if let Some(relay) = self.our_relay().cloned() {
                     self.add_target(now, relay.host, relay.port, PathKind::Relay);
                 }
             }
@@ -902,7 +932,17 @@ impl Endpoint {
         }
     }
 
+    /// Our relay, unless we stay on loopback and it is elsewhere.
+    fn our_relay(&self) -> Option<&RelayLocation> {
+        let relay = self.config.relay.as_ref()?;
+        (!self.config.loopback_only || is_loopback(&relay.host)).then_some(relay)
+    }
+
     fn add_target(&mut self, now: Instant, host: String, port: u16, path: PathKind) {
+        if self.config.loopback_only && !is_loopback(&host) {
+            tracing::debug!("not dialing {host}:{port}: loopback only");
+            return;
+        }
         let known = self
             .targets
             .iter()
@@ -932,6 +972,7 @@ impl Endpoint {
         }
         let (host, port, path) = (t.host.clone(), t.port, t.path);
         let conn = self.new_conn(now, path, Some(target));
+        tracing::debug!("dialing {path} {host}:{port} as connection {conn}");
         self.actions.push_back(Action::Dial {
             conn,
             host,
@@ -1144,6 +1185,37 @@ impl Endpoint {
         }
         self.manager.connection_lost(now);
     }
+}
+
+/// The direct hints for a listener on `port` reachable at `addresses`.
+fn direct_hints(port: u16, addresses: &[IpAddr], loopback_only: bool) -> Vec<Hint> {
+    let usable = |ip: &&IpAddr| match ip {
+        IpAddr::V4(_) => true,
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80,
+    };
+    let mut chosen: Vec<IpAddr> = addresses
+        .iter()
+        .filter(usable)
+        .filter(|ip| !ip.is_unspecified() && ip.is_loopback() == loopback_only)
+        .copied()
+        .collect();
+    if chosen.is_empty() {
+        chosen.push(IpAddr::from([127, 0, 0, 1]));
+    }
+    chosen
+        .into_iter()
+        .map(|ip| Hint::direct(&ip.to_string(), port))
+        .collect()
+}
+
+/// Whether a hint's host is a loopback address (or `localhost`).
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]

@@ -295,13 +295,16 @@ impl Pair {
                     self.mailbox_held.push((1 - i, body));
                 }
             }
-            Action::Listen { generation } => {
+            Action::Listen { generation, .. } => {
                 let p = &mut self.peers[i];
                 let port = p.next_port;
                 p.next_port += 1;
                 p.listening = Some((generation, port));
-                let hint = Hint::direct(&p.host, port);
-                p.ep.handle_listening(now, generation, vec![hint]);
+                let addresses = vec![
+                    p.host.parse().expect("an address"),
+                    "127.0.0.1".parse().unwrap(),
+                ];
+                p.ep.handle_listening(now, generation, Some((port, addresses)));
             }
             Action::StopListening => self.peers[i].listening = None,
             Action::Dial {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::harness::{config, Pair, Rng};
 use super::*;
+use crate::dilation::hints::Hint;
 
 const LEADER: usize = 0;
 const FOLLOWER: usize = 1;
@@ -661,3 +662,83 @@ fn run_schedule(seed: u64) -> usize {
 }
 
 use std::time::Instant;
+
+#[test]
+fn hints_name_every_usable_address_and_loopback_only_when_nothing_else() {
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let hosts = |hints: Vec<Hint>| -> Vec<String> {
+        hints
+            .into_iter()
+            .map(|h| match h {
+                Hint::DirectTcp { hostname, .. } => hostname,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    let all = [
+        ip("127.0.0.1"),
+        ip("198.18.0.1"),
+        ip("::1"),
+        ip("fe80::1"),
+        ip("2001:db8::1"),
+    ];
+    assert_eq!(
+        hosts(direct_hints(9, &all, false)),
+        ["198.18.0.1", "2001:db8::1"]
+    );
+    assert_eq!(hosts(direct_hints(9, &all, true)), ["127.0.0.1", "::1"]);
+    assert_eq!(
+        hosts(direct_hints(9, &[ip("127.0.0.1")], false)),
+        ["127.0.0.1"]
+    );
+    assert_eq!(hosts(direct_hints(9, &[], true)), ["127.0.0.1"]);
+}
+
+#[test]
+fn loopback_only_listens_advertises_and_dials_only_loopback() {
+    let mut c = config("ffffffffffffffff"); // its relay is at 198.18.0.100
+    c.loopback_only = true;
+    let mut ep = Endpoint::new(c, "ffffffffffffffff");
+    let now = Instant::now();
+    ep.handle_key(now, [7; 32]);
+    ep.handle_peer_versions(now, vec!["ged".into()]);
+    let please = br#"{"type": "please", "side": "0000000000000001", "use-version": "ged"}"#;
+    ep.handle_dilate(now, please);
+    let actions: Vec<Action> = std::iter::from_fn(|| ep.poll_action()).collect();
+    assert!(
+        matches!(
+            actions[..],
+            [
+                Action::SendDilate(_),
+                Action::Listen {
+                    generation: 0,
+                    loopback: true
+                }
+            ]
+        ),
+        "no dial of the relay at 198.18.0.100: {actions:?}"
+    );
+    let interfaces = vec!["198.18.0.1".parse().unwrap(), "127.0.0.1".parse().unwrap()];
+    ep.handle_listening(now, 0, Some((4000, interfaces)));
+    let Some(Action::SendDilate(hints)) = ep.poll_action() else {
+        panic!("hints are sent")
+    };
+    let hints = String::from_utf8(hints).unwrap();
+    assert!(
+        hints.contains("127.0.0.1") && !hints.contains("198.18"),
+        "{hints}"
+    );
+    let peer = br#"{"type": "connection-hints", "hints": [
+        {"type": "direct-tcp-v1", "priority": 0.0, "hostname": "198.18.0.2", "port": 4001},
+        {"type": "direct-tcp-v1", "priority": 0.0, "hostname": "127.0.0.1", "port": 4002},
+        {"type": "relay-v1", "hints": [{"type": "direct-tcp-v1", "priority": 0.0, "hostname": "198.18.0.3", "port": 4003}]}
+    ]}"#;
+    ep.handle_dilate(now, peer);
+    let dials: Vec<(String, u16)> = std::iter::from_fn(|| ep.poll_action())
+        .filter_map(|a| match a {
+            Action::Dial { host, port, .. } => Some((host, port)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dials, [("127.0.0.1".to_string(), 4002)]);
+}

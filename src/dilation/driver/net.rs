@@ -14,7 +14,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::dilation::endpoint::ConnId;
-use crate::dilation::hints::Hint;
 use crate::dilation::l2::{RecvHalf, SendHalf};
 use crate::dilation::record::Record;
 
@@ -238,23 +237,33 @@ async fn write_loop(
     std::future::pending::<()>().await
 }
 
-/// Binds the listener of a generation (dual-stack where possible) and spawns its accept loop;
-/// returns the direct hints for it (empty when it cannot listen).
+/// Binds the listener of a generation (127.0.0.1 with `loopback`, else dual-stack where
+/// possible) and spawns its accept loop; returns its port, the addresses it can be reached at
+/// (the host's interface addresses it serves) and its task, or `None` when it cannot listen.
 pub(super) async fn listen(
     tasks: &mut JoinSet<()>,
     generation: u32,
+    loopback: bool,
     reports: Reports,
-) -> (Vec<Hint>, Option<tokio::task::AbortHandle>) {
-    match bind_listener().await {
+) -> Option<(u16, Vec<IpAddr>, tokio::task::AbortHandle)> {
+    let bound = match loopback {
+        true => TcpListener::bind(("127.0.0.1", 0)).await,
+        false => bind_listener().await,
+    };
+    match bound {
         Ok(listener) => {
             let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
             let dual = listener.local_addr().is_ok_and(|a| a.is_ipv6());
+            let addresses = match loopback {
+                true => vec![IpAddr::from([127, 0, 0, 1])],
+                false => interface_addresses(dual),
+            };
             let task = tasks.spawn(accept_loop(listener, generation, reports));
-            (direct_hints(port, dual), Some(task))
+            Some((port, addresses, task))
         }
         Err(e) => {
             tracing::warn!("cannot listen for direct connections: {e}");
-            (Vec::new(), None)
+            None
         }
     }
 }
@@ -295,26 +304,12 @@ async fn bind_listener() -> std::io::Result<TcpListener> {
     }
 }
 
-/// One direct hint per non-loopback interface address (IPv6 link-local ones need a scope and are
-/// left out); loopback only when nothing else exists, as Python does.
-fn direct_hints(port: u16, ipv6: bool) -> Vec<Hint> {
-    let addrs: Vec<IpAddr> = if_addrs::get_if_addrs()
+/// The host's interface addresses (IPv6 ones only for a dual-stack listener).
+fn interface_addresses(ipv6: bool) -> Vec<IpAddr> {
+    if_addrs::get_if_addrs()
         .unwrap_or_default()
         .into_iter()
         .map(|i| i.ip())
-        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
-        .filter(|ip| match ip {
-            IpAddr::V4(_) => true,
-            IpAddr::V6(v6) => ipv6 && (v6.segments()[0] & 0xffc0) != 0xfe80,
-        })
-        .collect();
-    let addrs = if addrs.is_empty() {
-        vec![IpAddr::from([127, 0, 0, 1])]
-    } else {
-        addrs
-    };
-    addrs
-        .into_iter()
-        .map(|ip| Hint::direct(&ip.to_string(), port))
+        .filter(|ip| ip.is_ipv4() || ipv6)
         .collect()
 }

@@ -172,11 +172,18 @@ impl Task {
     async fn action(&mut self, wormhole: &mut Wormhole, action: Action) {
         match action {
             Action::SendDilate(body) => wormhole.send_dilate(body),
-            Action::Listen { generation } => {
-                let (hints, task) =
-                    net::listen(&mut self.tasks, generation, self.reports.clone()).await;
-                self.listener = task;
-                self.ep.handle_listening(Instant::now(), generation, hints);
+            Action::Listen {
+                generation,
+                loopback,
+            } => {
+                let reports = self.reports.clone();
+                let listening = net::listen(&mut self.tasks, generation, loopback, reports).await;
+                let reachable = listening.map(|(port, addresses, task)| {
+                    self.listener = Some(task);
+                    (port, addresses)
+                });
+                self.ep
+                    .handle_listening(Instant::now(), generation, reachable);
             }
             Action::StopListening => {
                 if let Some(l) = self.listener.take() {
