@@ -68,9 +68,9 @@ pub type ConnId = u64;
 /// Names one [`Endpoint::open`] request; its answer is [`Event::Opened`].
 pub type OpenId = u64;
 
-/// Dial retry backoff: 250 ms doubling to 5 s.
+/// Dial retry backoff: 250 ms doubling to 1 s, so a path that comes back is found within a second.
 const FIRST_RETRY: Duration = Duration::from_millis(250);
-const MAX_RETRY: Duration = Duration::from_secs(5);
+const MAX_RETRY: Duration = Duration::from_secs(1);
 /// Peer hints dialed per generation; more are ignored.
 pub const MAX_DIAL_TARGETS: usize = 64;
 
