@@ -191,3 +191,46 @@ async fn invite_and_accept_forward_ipv6_unix_and_half_closed_streams() {
     .await
     .unwrap();
 }
+
+/// `fowl completions bash` gives a script that bash really completes with (subcommands and their
+/// options); zsh and fish scripts and the manual page name the subcommands too.
+#[test]
+fn completion_scripts_complete_and_the_manual_page_renders() {
+    let fowl = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_fowl"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "fowl {args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("fowl.bash");
+    std::fs::write(&script, fowl(&["completions", "bash"])).unwrap();
+    let complete = |words: &str| {
+        let program = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+             _fowl fowl \"${{COMP_WORDS[-1]}}\" \"${{COMP_WORDS[-2]}}\"; echo \"${{COMPREPLY[@]}}\"",
+            script.display()
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &program])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    assert_eq!(complete("fowl inv"), "invite");
+    assert_eq!(complete("fowl ac"), "accept");
+    assert_eq!(complete("fowl invite --allow"), "--allow-peer-port");
+    assert_eq!(complete("fowl accept --no-l"), "--no-listen");
+    for shell in ["zsh", "fish"] {
+        let s = fowl(&["completions", shell]);
+        assert!(
+            s.contains("invite") && s.contains("allow-peer-port"),
+            "{shell}"
+        );
+    }
+    let man = fowl(&["man"]);
+    assert!(man.contains(".TH fowl 1"), "{man}");
+    assert!(man.contains("invite") && man.contains("accept") && man.contains("server"));
+}

@@ -1,7 +1,7 @@
 //! `fowl`: the human command line. `fowl invite` and `fowl accept` forward services between two
 //! machines; `fowl server` hosts a mailbox server and a transit relay.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use fowl::interfaces::cli::{self, AcceptArgs, InviteArgs};
 use fowl::interfaces::server::{self, ServerArgs};
 
@@ -25,6 +25,13 @@ enum Command {
     /// Run a mailbox (rendezvous) server and a transit relay for wormhole clients, Python ones
     /// included.
     Server(ServerArgs),
+    /// Print a shell completion script (e.g. `fowl completions bash > /etc/bash_completion.d/fowl`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff; e.g. `fowl man | man -l -`).
+    Man,
 }
 
 #[tokio::main]
@@ -39,6 +46,24 @@ async fn main() -> anyhow::Result<()> {
         Command::Server(args) => server::run(args).await.map(|()| 0)?,
         Command::Invite(args) => cli::invite(args).await?,
         Command::Accept(args) => cli::accept(args).await?,
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "fowl", &mut script);
+            print_all(&script)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            print_all(&page)
+        }
     };
     std::process::exit(code);
+}
+
+/// Writes `bytes` to stdout; a reader that stops early (`| head`) is not an error.
+fn print_all(bytes: &[u8]) -> i32 {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes).and_then(|()| out.flush());
+    0
 }
