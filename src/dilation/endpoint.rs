@@ -26,7 +26,7 @@
 //! ```
 //! use std::time::Instant;
 //! use fowl::dilation::endpoint::{Action, Endpoint, Event};
-//! use fowl::dilation::{DilationConfig, Role};
+//! use fowl::dilation::{DilationConfig, DilationEvent, Role};
 //!
 //! let config = DilationConfig {
 //!     relay: Some("tcp:relay.example:4001".parse()?),
@@ -41,7 +41,8 @@
 //!
 //! ep.handle_dilate(now, br#"{"type": "please", "side": "0000000000000001", "use-version": "ged"}"#);
 //! assert_eq!(ep.role(), Some(Role::Leader));
-//! assert!(matches!(ep.poll_event(), Some(Event::Connecting { role: Role::Leader, generation: 0 })));
+//! let connecting = DilationEvent::Connecting { role: Role::Leader, generation: 0 };
+//! assert_eq!(ep.poll_event(), Some(Event::Status(connecting)));
 //! let actions: Vec<Action> = std::iter::from_fn(|| ep.poll_action()).collect();
 //! assert!(matches!(actions[0], Action::Listen { generation: 0, .. }));
 //! assert!(matches!(&actions[1], Action::Dial { host, port: 4001, .. } if host == "relay.example"));
@@ -53,7 +54,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::config::{DilationConfig, PathKind};
+use super::config::{DilationConfig, DilationEvent, PathKind};
 use super::hints::{Hint, RelayLocation};
 use super::l1::L1Message;
 use super::l2::{relay_line, L2Connection, L2Event, RecvHalf, Role, SendHalf};
@@ -152,37 +153,17 @@ impl std::fmt::Debug for Action {
 }
 
 /// What happened, for the application and the driver's subchannel streams.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[must_use]
 pub enum Event {
-    /// The roles are known; generation `generation` is connecting.
-    Connecting {
-        /// Our role.
-        role: Role,
-        /// The generation, from 0.
-        generation: u32,
-    },
-    /// A connection was selected.
-    Connected {
-        /// The generation that connected.
-        generation: u32,
-        /// Direct or relayed.
-        path: PathKind,
-        /// The address of the other end (the peer or the relay).
-        peer: SocketAddr,
-    },
+    /// What the application hears of the connection: connecting, connected (with its path),
+    /// reconnecting, failed (never [`DilationEvent::Wormhole`]).
+    Status(DilationEvent),
     /// The selected connection is gone (why); a new generation follows.
     ConnectionLost {
         /// Why: a reset, a close, no PONG in time...
         reason: String,
     },
-    /// The connection of `generation` was lost; reconnecting.
-    Reconnecting {
-        /// The generation that lost its connection.
-        generation: u32,
-    },
-    /// Dilation cannot go on.
-    Failed(DilationError),
     /// The answer to [`Endpoint::open`].
     Opened {
         /// The request.
@@ -806,12 +787,17 @@ impl Endpoint {
 
     fn manager_event(&mut self, event: ManagerEvent) {
         match event {
-            ManagerEvent::Connecting { role, generation } => self
-                .events
-                .push_back(Event::Connecting { role, generation }),
+            ManagerEvent::Connecting { role, generation } => {
+                self.events
+                    .push_back(Event::Status(DilationEvent::Connecting {
+                        role,
+                        generation,
+                    }))
+            }
             ManagerEvent::Connected { .. } => {} // reported with its path at selection
             ManagerEvent::Reconnecting { generation } => {
-                self.events.push_back(Event::Reconnecting { generation })
+                let reconnecting = DilationEvent::Reconnecting { generation };
+                self.events.push_back(Event::Status(reconnecting))
             }
             ManagerEvent::Failed(e) => {
                 for (id, subprotocol) in std::mem::take(&mut self.pending_opens) {
@@ -821,7 +807,8 @@ impl Endpoint {
                         result: Err(e.clone()),
                     });
                 }
-                self.events.push_back(Event::Failed(e));
+                self.events
+                    .push_back(Event::Status(DilationEvent::Failed(e)));
             }
         }
     }
@@ -1141,11 +1128,12 @@ impl Endpoint {
             "dilation connected: generation {}, {path} via {peer}",
             self.manager.generation()
         );
-        self.events.push_back(Event::Connected {
-            generation: self.manager.generation(),
-            path,
-            peer,
-        });
+        self.events
+            .push_back(Event::Status(DilationEvent::Connected {
+                generation: self.manager.generation(),
+                path,
+                peer,
+            }));
         self.drive(now);
     }
 

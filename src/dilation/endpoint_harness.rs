@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::dilation::config::DilationConfig;
+use crate::dilation::config::{DilationConfig, DilationEvent};
 use crate::dilation::hints::RelayLocation;
 use crate::dilation::l2::RecvHalf;
 
@@ -675,9 +675,9 @@ impl Pair {
     /// The path and the generation of the last `Connected` event of peer `i`.
     pub fn last_connected(&self, i: usize) -> Option<(u32, PathKind)> {
         self.peers[i].events.iter().rev().find_map(|e| match e {
-            Event::Connected {
+            Event::Status(DilationEvent::Connected {
                 generation, path, ..
-            } => Some((*generation, *path)),
+            }) => Some((*generation, *path)),
             _ => None,
         })
     }

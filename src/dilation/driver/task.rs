@@ -223,23 +223,8 @@ impl Task {
 
     fn event(&mut self, event: Event) {
         match event {
-            Event::Connecting { role, generation } => {
-                self.emit(DilationEvent::Connecting { role, generation })
-            }
-            Event::Connected {
-                generation,
-                path,
-                peer,
-            } => self.emit(DilationEvent::Connected {
-                generation,
-                path,
-                peer,
-            }),
+            Event::Status(status) => self.emit(status),
             Event::ConnectionLost { .. } => {}
-            Event::Reconnecting { generation } => {
-                self.emit(DilationEvent::Reconnecting { generation })
-            }
-            Event::Failed(e) => self.emit(DilationEvent::Failed(e)),
             Event::Opened {
                 id,
                 subprotocol,
