@@ -511,6 +511,11 @@ impl Endpoint {
 
     /// Bytes read from a connection that is not (yet) the started link.
     pub fn handle_conn_data(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
+        if self.selected == Some(conn) {
+            // its cipher belongs to the link now: these bytes can never be decrypted in order
+            self.drop_link(now, "handshake bytes after the link started");
+            return self.drive(now);
+        }
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -525,6 +530,17 @@ impl Endpoint {
         }
         self.advance_conn(now, conn);
         self.drive(now);
+    }
+
+    /// Whether `conn` still takes handshake bytes through [`Endpoint::handle_conn_data`]: read
+    /// its next chunk only then (once selected, its bytes belong to the link).
+    pub fn wants_conn_data(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| {
+            matches!(
+                c.state,
+                ConnState::Handshaking { .. } | ConnState::Candidate { .. }
+            )
+        })
     }
 
     /// A connection closed or failed (before or after it was selected).

@@ -138,6 +138,8 @@ async fn run_conn(
     let mut want_read = true;
     loop {
         tokio::select! {
+            // commands first: a `Link` queued behind a `Read` must win over a read in progress
+            biased;
             cmd = commands.recv() => match cmd {
                 Some(ConnCommand::Write(bytes)) => {
                     if let Err(e) = stream.write_all(&bytes).await {

@@ -350,9 +350,9 @@ impl Task {
             NetEvent::Open { conn, peer } => self.ep.handle_conn_open(now, conn, peer),
             NetEvent::Data { conn, data } => {
                 self.ep.handle_conn_data(now, conn, &data);
-                // read on, unless the connection became the link or was closed
-                let linked = self.link.as_ref().is_some_and(|(id, _)| *id == conn);
-                if let (false, Some(c)) = (linked, self.conns.get(&conn)) {
+                // read on only while it is handshaking: once selected (perhaps by these very
+                // bytes, its link not started yet), what follows belongs to the link
+                if let (true, Some(c)) = (self.ep.wants_conn_data(conn), self.conns.get(&conn)) {
                     let _ = c.commands.send(ConnCommand::Read);
                 }
             }
