@@ -20,6 +20,12 @@ const APPID: &str = "example.invalid/send-file";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let option = |name: &str| {
         args.iter()

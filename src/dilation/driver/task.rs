@@ -96,15 +96,24 @@ pub(super) async fn run(
                 Some(event) => t.wormhole_event(&wormhole, event),
                 None => break Some(Err(WormholeError::SessionClosed)),
             },
-            cmd = commands.recv(), if commands_open => match cmd {
-                Some(TaskCommand::SendMessage(m)) => wormhole.send_message(m),
-                Some(TaskCommand::Ping(n)) => wormhole.ping(n),
-                Some(cmd) => t.command(cmd),
-                None => {
-                    commands_open = false;
-                    t.ep.close(Instant::now());
+            cmd = commands.recv(), if commands_open => {
+                if matches!(cmd, Some(TaskCommand::Close) | None) {
+                    // what the streams wrote before close() was called is queued before the
+                    // flush starts (the two channels are not ordered with each other)
+                    while let Ok(sub) = sub_rx.try_recv() {
+                        t.sub_command(sub);
+                    }
                 }
-            },
+                match cmd {
+                    Some(TaskCommand::SendMessage(m)) => wormhole.send_message(m),
+                    Some(TaskCommand::Ping(n)) => wormhole.ping(n),
+                    Some(cmd) => t.command(cmd),
+                    None => {
+                        commands_open = false;
+                        t.ep.close(Instant::now());
+                    }
+                }
+            }
             Some(cmd) = sub_rx.recv() => t.sub_command(cmd),
             Some(event) = other_rx.recv() => t.net_event(event),
             Some(event) = records_rx.recv(), if reading => t.net_event(event),
