@@ -25,8 +25,9 @@ async fn slow_reader_slows_the_writer_with_bounded_memory() {
     common::require_loopback_only();
     const TOTAL: usize = 256 << 20;
     const RATE: f64 = 4e6; // bytes per second
-    let servers = common::RustServers::start();
-    let (a, b) = rust_pair(&servers.url(), config(LEADER), config(FOLLOWER)).await;
+                           // our servers in a process of their own (`fowl server`): the RSS measured is the two peers'
+    let servers = common::FowlServer::spawn(&[]).await;
+    let (a, b) = rust_pair(&servers.url, config(LEADER), config(FOLLOWER)).await;
     let mut listener = b.listen("slow");
     let mut writer_sub = a.open("slow").await.unwrap();
     // warm up: connection, buffers, allocator
