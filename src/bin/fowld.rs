@@ -36,17 +36,20 @@ fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
-    let (mailbox_url, relay) = match (cli.network.mailbox_url(), cli.network.relay()) {
-        (Ok(m), Ok(r)) => (m, r),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("fowld: {e}");
-            std::process::exit(2);
-        }
-    };
+    let network = &cli.network;
+    let (mailbox_url, relay, liveness) =
+        match (network.mailbox_url(), network.relay(), network.liveness()) {
+            (Ok(m), Ok(r), Ok(l)) => (m, r, l),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                eprintln!("fowld: {e}");
+                std::process::exit(2);
+            }
+        };
     let options = FowldOptions {
         mailbox_url,
         relay,
         no_listen: cli.network.no_listen,
+        liveness,
         status_events: cli.status_events,
         extra_root_certificates: Vec::new(),
     };

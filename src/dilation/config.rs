@@ -1,7 +1,7 @@
 //! The configuration of a Dilation and what it reports to the application: the types shared by
 //! the sans-IO [`Endpoint`](super::endpoint::Endpoint) and the tokio driver.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::hints::RelayLocation;
@@ -27,6 +27,55 @@ impl std::fmt::Display for PathKind {
     }
 }
 
+/// The default [`DilationConfig::liveness_interval`].
+pub const DEFAULT_LIVENESS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Why a connection was declared lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LossReason {
+    /// It closed or failed (a reset, the peer's close, a write error): the error as text.
+    Closed(String),
+    /// Nothing arrived on it for this long (a silent network: no reset ever came).
+    Silent(Duration),
+    /// The local address it used is no longer on any interface.
+    AddressGone(IpAddr),
+    /// The peer sent new hints while connected (its side lost the connection) and our probe
+    /// went unanswered.
+    ProbeUnanswered,
+    /// The Leader asked for a new connection (`reconnect`).
+    PeerReconnect,
+    /// Bytes that cannot belong to the link arrived.
+    Protocol(String),
+}
+
+impl LossReason {
+    /// A short name: `closed`, `silent`, `address-gone`, `probe-unanswered`, `peer-reconnect`
+    /// or `protocol`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LossReason::Closed(_) => "closed",
+            LossReason::Silent(_) => "silent",
+            LossReason::AddressGone(_) => "address-gone",
+            LossReason::ProbeUnanswered => "probe-unanswered",
+            LossReason::PeerReconnect => "peer-reconnect",
+            LossReason::Protocol(_) => "protocol",
+        }
+    }
+}
+
+impl std::fmt::Display for LossReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LossReason::Closed(why) => write!(f, "closed: {why}"),
+            LossReason::Silent(d) => write!(f, "silent for {:.1} s", d.as_secs_f64()),
+            LossReason::AddressGone(ip) => write!(f, "local address {ip} gone"),
+            LossReason::ProbeUnanswered => f.write_str("the peer lost it (probe unanswered)"),
+            LossReason::PeerReconnect => f.write_str("the peer asked to reconnect"),
+            LossReason::Protocol(why) => write!(f, "protocol error: {why}"),
+        }
+    }
+}
+
 /// How a Dilation behaves.
 #[derive(Debug, Clone)]
 pub struct DilationConfig {
@@ -38,8 +87,11 @@ pub struct DilationConfig {
     /// loopback addresses (peer hints and relays elsewhere are ignored). For demos and tests on
     /// a machine with other interfaces.
     pub loopback_only: bool,
-    /// The Leader's ping interval; a connection without PONG for a whole interval is dropped.
-    pub ping_interval: Duration,
+    /// Liveness interval: a connection over which nothing arrived for this long is declared
+    /// lost and replaced, in both roles (a side that heard nothing for a third of it sends a
+    /// PING, answered at once). Not judged while our own reading is paused by a slow consumer.
+    /// Python's Leader alone pings, every 30 s.
+    pub liveness_interval: Duration,
     /// A Leader whose generation did not connect within this starts a new one.
     pub generation_timeout: Duration,
     /// A Leader waits this long after a relay candidate for a direct one; a Follower holds its
@@ -79,7 +131,7 @@ impl Default for DilationConfig {
             relay: None,
             no_listen: false,
             loopback_only: false,
-            ping_interval: Duration::from_secs(30),
+            liveness_interval: DEFAULT_LIVENESS_INTERVAL,
             generation_timeout: Duration::from_secs(10),
             relay_grace: Duration::from_millis(500),
             write_budget: 4 << 20,
@@ -116,11 +168,22 @@ pub enum DilationEvent {
         path: PathKind,
         /// The address we are connected to (the peer, or the relay).
         peer: SocketAddr,
+        /// After a loss: how long no connection was selected.
+        outage: Option<Duration>,
     },
-    /// The connection of `generation` was lost; a new generation follows.
-    Reconnecting {
+    /// The connection of `generation` was lost; new generations follow until one connects.
+    Lost {
         /// The generation whose connection was lost.
         generation: u32,
+        /// Why it was declared lost.
+        reason: LossReason,
+    },
+    /// After a loss, generation `generation` is trying to connect.
+    Reconnecting {
+        /// The new generation.
+        generation: u32,
+        /// 1 for the first generation after the loss, then 2, ...
+        attempt: u32,
     },
     /// Dilation cannot go on (the peer cannot dilate, or a reflected message).
     Failed(DilationError),

@@ -54,7 +54,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::config::{DilationConfig, DilationEvent, PathKind};
+use super::config::{DilationConfig, DilationEvent, LossReason, PathKind};
 use super::hints::{Hint, RelayLocation};
 use super::l1::L1Message;
 use super::l2::{relay_line, L2Connection, L2Event, RecvHalf, Role, SendHalf};
@@ -72,8 +72,14 @@ pub type OpenId = u64;
 /// Dial retry backoff: 250 ms doubling to 1 s, so a path that comes back is found within a second.
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 const MAX_RETRY: Duration = Duration::from_secs(1);
+/// Longest wait for the PONG of a probe (see [`LossReason::ProbeUnanswered`]).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Peer hints dialed per generation; more are ignored.
 pub const MAX_DIAL_TARGETS: usize = 64;
+/// A dial still unanswered after [`MAX_RETRY`] gets a parallel attempt (its SYN may have
+/// vanished into a path that is back now, and the kernel's SYN retries slow down), up to this
+/// many per target; the oldest is then given up.
+const PARALLEL_DIALS: usize = 3;
 
 /// I/O the driver must carry out.
 #[must_use]
@@ -161,8 +167,8 @@ pub enum Event {
     Status(DilationEvent),
     /// The selected connection is gone (why); a new generation follows.
     ConnectionLost {
-        /// Why: a reset, a close, no PONG in time...
-        reason: String,
+        /// Why: a reset, a close, silence...
+        reason: LossReason,
     },
     /// The answer to [`Endpoint::open`].
     Opened {
@@ -231,6 +237,8 @@ struct Conn {
     generation: u32,
     path: PathKind,
     peer: Option<SocketAddr>,
+    /// Our end's address.
+    local: Option<SocketAddr>,
     /// The dial target this connection serves (retried when it fails).
     target: Option<usize>,
     state: ConnState,
@@ -262,6 +270,15 @@ pub struct Endpoint {
     /// hints.
     direct_possible: bool,
     grace: Option<Instant>,
+    /// The port of this generation's listener and the hints we advertised.
+    listen_port: Option<u16>,
+    advertised: Vec<Hint>,
+    /// The host's interface addresses, as last reported.
+    addresses: Vec<IpAddr>,
+    /// When the selected connection was lost (until a new one is selected), and the generations
+    /// started since.
+    lost_at: Option<Instant>,
+    attempts: u32,
     listeners: HashSet<String>,
     held: HashMap<String, usize>,
     subchannels: usize,
@@ -289,6 +306,11 @@ impl Endpoint {
             targets: Vec::new(),
             direct_possible: false,
             grace: None,
+            listen_port: None,
+            advertised: Vec::new(),
+            addresses: Vec::new(),
+            lost_at: None,
+            attempts: 0,
             listeners: HashSet::new(),
             held: HashMap::new(),
             subchannels: 0,
@@ -452,7 +474,11 @@ impl Endpoint {
             return;
         }
         let mut hints = match listener {
-            Some((port, addresses)) => direct_hints(port, &addresses, self.config.loopback_only),
+            Some((port, addresses)) => {
+                self.listen_port = Some(port);
+                self.addresses = addresses;
+                direct_hints(port, &self.addresses, self.config.loopback_only)
+            }
             None => Vec::new(),
         };
         tracing::debug!(
@@ -464,7 +490,44 @@ impl Endpoint {
         );
         self.direct_possible |= !hints.is_empty();
         hints.extend(self.our_relay().map(|r| r.hint()));
+        self.advertised = hints.clone();
         self.manager.send_hints(hints);
+        self.drive(now);
+    }
+
+    /// The host's interface addresses now (the driver reports them when they change). A
+    /// selected connection whose local address is gone is lost at once (a Follower also tells
+    /// the Leader, whose probe then finds its side dead); while connecting, the new addresses
+    /// are advertised as hints.
+    pub fn handle_addresses(&mut self, now: Instant, addresses: Vec<IpAddr>) {
+        if addresses == self.addresses {
+            return;
+        }
+        tracing::info!("interface addresses now {addresses:?}");
+        self.addresses = addresses;
+        let gone = self
+            .selected
+            .and_then(|id| self.conns.get(&id))
+            .and_then(|c| c.local)
+            .map(|a| canonical(a.ip()))
+            .filter(|ip| !ip.is_loopback() && !self.addresses.contains(ip));
+        if let Some(ip) = gone {
+            self.drop_link(now, LossReason::AddressGone(ip));
+            if self.manager.role() == Some(Role::Follower) {
+                self.manager.nudge();
+            }
+        } else if let (Some(port), State::Connecting) = (self.listen_port, self.manager.state()) {
+            let fresh: Vec<Hint> = direct_hints(port, &self.addresses, self.config.loopback_only)
+                .into_iter()
+                .filter(|h| !self.advertised.contains(h))
+                .collect();
+            if !fresh.is_empty() {
+                tracing::debug!("advertising {} new direct hints", fresh.len());
+                self.direct_possible = true;
+                self.advertised.extend(fresh.iter().cloned());
+                self.manager.send_hints(fresh);
+            }
+        }
         self.drive(now);
     }
 
@@ -475,17 +538,24 @@ impl Endpoint {
         now: Instant,
         generation: u32,
         peer: SocketAddr,
+        local: SocketAddr,
     ) -> Option<ConnId> {
         if self.listening != Some(generation) || self.manager.state() != State::Connecting {
             return None;
         }
         let conn = self.new_conn(now, PathKind::Direct, None);
-        self.handle_conn_open(now, conn, peer);
+        self.handle_conn_open(now, conn, peer, local);
         Some(conn)
     }
 
-    /// A dial of ours connected.
-    pub fn handle_conn_open(&mut self, now: Instant, conn: ConnId, peer: SocketAddr) {
+    /// A dial of ours connected, from `local` to `peer`.
+    pub fn handle_conn_open(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) {
         let (Some(c), Some(psk), Some(role)) =
             (self.conns.get_mut(&conn), self.psk, self.manager.role())
         else {
@@ -501,19 +571,35 @@ impl Endpoint {
             l2.hold_kcm();
         }
         c.peer = Some(peer);
+        c.local = Some(local);
+        if let Some(t) = c.target.and_then(|t| self.targets.get_mut(t)) {
+            t.retry_at = None; // answered: no parallel attempt
+        }
+        let redial = c
+            .target
+            .and_then(|t| self.targets.get(t))
+            .is_some_and(|t| t.delay > FIRST_RETRY && t.path == PathKind::Relay);
         c.state = ConnState::Handshaking {
             l2,
             deadline: now + self.config.handshake_timeout,
             release_at: None,
         };
         self.flush_conn(conn);
+        if redial && !self.advertised.is_empty() {
+            // the relay is back after failing: a Python peer's connector does not redial it by
+            // itself, but dials the hints it receives
+            tracing::debug!("the relay is reachable again: repeating our hints");
+            self.manager.send_hints(self.advertised.clone());
+            self.drive(now);
+        }
     }
 
     /// Bytes read from a connection that is not (yet) the started link.
     pub fn handle_conn_data(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
         if self.selected == Some(conn) {
             // its cipher belongs to the link now: these bytes can never be decrypted in order
-            self.drop_link(now, "handshake bytes after the link started");
+            let why = "handshake bytes after the link started".to_string();
+            self.drop_link(now, LossReason::Protocol(why));
             return self.drive(now);
         }
         let Some(c) = self.conns.get_mut(&conn) else {
@@ -546,7 +632,7 @@ impl Endpoint {
     /// A connection closed or failed (before or after it was selected).
     pub fn handle_conn_closed(&mut self, now: Instant, conn: ConnId, reason: &str) {
         if self.selected == Some(conn) {
-            self.drop_link(now, reason);
+            self.drop_link(now, LossReason::Closed(reason.to_string()));
         } else if self.conns.contains_key(&conn) {
             tracing::debug!("connection {conn} closed: {reason}");
             self.conn_failed(now, conn);
@@ -560,6 +646,7 @@ impl Endpoint {
             return;
         }
         if let Some(s) = self.session.as_mut() {
+            s.heard(now);
             for r in records {
                 s.received(r);
             }
@@ -573,14 +660,15 @@ impl Endpoint {
             self.grace = None;
             self.select_best_candidate(now);
         }
-        if let Some(s) = self.session.as_mut() {
-            if s.handle_timeout(now) == Liveness::Dead {
-                let reason = format!(
-                    "no PONG for a whole ping interval ({:?})",
-                    self.config.ping_interval
-                );
-                self.drop_link(now, &reason);
-            }
+        let reading = self.paused.is_empty();
+        let liveness = self
+            .session
+            .as_mut()
+            .map_or(Liveness::Fine, |s| s.handle_timeout(now, reading));
+        match liveness {
+            Liveness::Fine => {}
+            Liveness::Silent(d) => self.drop_link(now, LossReason::Silent(d)),
+            Liveness::ProbeUnanswered => self.drop_link(now, LossReason::ProbeUnanswered),
         }
         let expired: Vec<ConnId> = self
             .conns
@@ -797,7 +885,20 @@ impl Endpoint {
             }
             ManagerAction::UseHints(hints) => self.use_hints(now, hints),
             ManagerAction::StopConnecting => self.end_generation(),
-            ManagerAction::DropConnection => self.drop_link(now, "dropped on request"),
+            ManagerAction::DropConnection if self.manager.state() == State::Stopped => {
+                if let Some(conn) = self.selected.take() {
+                    self.conns.remove(&conn);
+                    self.actions.push_back(Action::Close { conn });
+                }
+            }
+            ManagerAction::DropConnection => self.drop_link(now, LossReason::PeerReconnect),
+            ManagerAction::Probe => {
+                let deadline = now + PROBE_TIMEOUT.min(self.config.liveness_interval);
+                if let Some(s) = self.session.as_mut() {
+                    tracing::debug!("the peer sent hints while connected: probing the link");
+                    s.probe(deadline);
+                }
+            }
         }
     }
 
@@ -808,13 +909,19 @@ impl Endpoint {
                     .push_back(Event::Status(DilationEvent::Connecting {
                         role,
                         generation,
-                    }))
+                    }));
+                if self.lost_at.is_some() {
+                    self.attempts += 1;
+                    let attempt = self.attempts;
+                    self.events
+                        .push_back(Event::Status(DilationEvent::Reconnecting {
+                            generation,
+                            attempt,
+                        }));
+                }
             }
-            ManagerEvent::Connected { .. } => {} // reported with its path at selection
-            ManagerEvent::Reconnecting { generation } => {
-                let reconnecting = DilationEvent::Reconnecting { generation };
-                self.events.push_back(Event::Status(reconnecting))
-            }
+            // reported with its path at selection, and as `Lost` when it happens
+            ManagerEvent::Connected { .. } | ManagerEvent::Reconnecting { .. } => {}
             ManagerEvent::Failed(e) => {
                 for (id, subprotocol) in std::mem::take(&mut self.pending_opens) {
                     self.events.push_back(Event::Opened {
@@ -879,7 +986,7 @@ impl Endpoint {
         let mut session = Session::new(
             role,
             c.unacked_limit,
-            c.ping_interval,
+            c.liveness_interval,
             self.manager.peer_half_close(),
         );
         if !self.paused.is_empty() {
@@ -900,6 +1007,7 @@ impl Endpoint {
                 generation: self.manager.generation(),
                 path,
                 peer: None,
+                local: None,
                 target,
                 state: ConnState::Dialing {
                     deadline: now + self.config.connect_timeout,
@@ -969,10 +1077,23 @@ impl Endpoint {
     }
 
     fn dial(&mut self, now: Instant, target: usize) {
-        let t = &self.targets[target];
-        if t.done {
+        if self.targets[target].done {
             return;
         }
+        let mut dialing: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.target == Some(target) && matches!(c.state, ConnState::Dialing { .. }))
+            .map(|(id, _)| *id)
+            .collect();
+        dialing.sort_unstable();
+        if dialing.len() >= PARALLEL_DIALS {
+            self.conns.remove(&dialing[0]);
+            self.actions.push_back(Action::Close { conn: dialing[0] });
+        }
+        let t = &mut self.targets[target];
+        // unanswered by then: another attempt beside this one
+        t.retry_at = Some(now + MAX_RETRY);
         let (host, port, path) = (t.host.clone(), t.port, t.path);
         let conn = self.new_conn(now, path, Some(target));
         tracing::debug!("dialing {path} {host}:{port} as connection {conn}");
@@ -997,6 +1118,19 @@ impl Endpoint {
             t.retry_at = Some(now + t.delay);
             t.delay = (t.delay * 2).min(MAX_RETRY);
         }
+        if self.direct_exhausted() {
+            if self.grace.is_some() {
+                tracing::debug!("every direct attempt failed: no more relay grace");
+                self.grace = None;
+                self.select_best_candidate(now);
+            }
+            // a Follower's held KCMs go out now (at the next timeout, which is due)
+            for c in self.conns.values_mut() {
+                if let ConnState::Handshaking { release_at: Some(r), .. } = &mut c.state {
+                    *r = (*r).min(now);
+                }
+            }
+        }
     }
 
     /// Writes what the connection's L2 has to send.
@@ -1016,7 +1150,7 @@ impl Endpoint {
     /// Moves a handshaking connection along: KCM hold, readiness, selection.
     fn advance_conn(&mut self, now: Instant, conn: ConnId) {
         let role = self.manager.role();
-        let direct_possible = self.direct_possible;
+        let direct_possible = self.direct_possible && !self.direct_exhausted();
         let grace = self.config.relay_grace;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
@@ -1071,7 +1205,7 @@ impl Endpoint {
                 self.select(now, conn)
             }
             (Some(Role::Leader), PathKind::Relay) => {
-                if !self.direct_possible {
+                if !self.direct_possible || self.direct_exhausted() {
                     self.select(now, conn);
                 } else if self.grace.is_none() {
                     self.grace = Some(now + self.config.relay_grace);
@@ -1079,6 +1213,23 @@ impl Endpoint {
             }
             (None, _) => {}
         }
+    }
+
+    /// Every direct hint of the peer was dialed and failed at least once, and no direct
+    /// connection is under way: waiting for one would only delay the relay.
+    fn direct_exhausted(&self) -> bool {
+        let mut direct = self.targets.iter().filter(|t| t.path == PathKind::Direct).peekable();
+        direct.peek().is_some()
+            && direct.all(|t| t.delay > FIRST_RETRY)
+            && !self.conns.values().any(|c| {
+                c.path == PathKind::Direct
+                    && matches!(
+                        c.state,
+                        ConnState::Dialing { .. }
+                            | ConnState::Handshaking { .. }
+                            | ConnState::Candidate { .. }
+                    )
+            })
     }
 
     /// The Leader's relay grace ended: the oldest waiting candidate wins.
@@ -1140,15 +1291,25 @@ impl Endpoint {
             session.received(r);
         }
         self.manager.connection_made(now);
+        let outage = self
+            .lost_at
+            .take()
+            .map(|t| now.saturating_duration_since(t));
+        self.attempts = 0;
         tracing::info!(
-            "dilation connected: generation {}, {path} via {peer}",
-            self.manager.generation()
+            "dilation connected: generation {}, {path} via {peer}{}",
+            self.manager.generation(),
+            outage.map_or(String::new(), |d| format!(
+                " after an outage of {:.2} s",
+                d.as_secs_f64()
+            ))
         );
         self.events
             .push_back(Event::Status(DilationEvent::Connected {
                 generation: self.manager.generation(),
                 path,
                 peer,
+                outage,
             }));
         self.drive(now);
     }
@@ -1171,19 +1332,24 @@ impl Endpoint {
         self.targets.clear();
         self.grace = None;
         self.direct_possible = false;
+        self.listen_port = None;
+        self.advertised.clear();
     }
 
     /// Drops the selected connection, if any, and starts what follows its loss.
-    fn drop_link(&mut self, now: Instant, reason: &str) {
+    fn drop_link(&mut self, now: Instant, reason: LossReason) {
         let Some(conn) = self.selected.take() else {
             return;
         };
         self.conns.remove(&conn);
         self.actions.push_back(Action::Close { conn });
         tracing::info!("dilation connection lost: {reason}");
-        self.events.push_back(Event::ConnectionLost {
-            reason: reason.to_string(),
-        });
+        self.lost_at.get_or_insert(now);
+        self.events.push_back(Event::Status(DilationEvent::Lost {
+            generation: self.manager.generation(),
+            reason: reason.clone(),
+        }));
+        self.events.push_back(Event::ConnectionLost { reason });
         if let Some(s) = self.session.as_mut() {
             s.connection_lost();
         }
@@ -1210,6 +1376,14 @@ fn direct_hints(port: u16, addresses: &[IpAddr], loopback_only: bool) -> Vec<Hin
         .into_iter()
         .map(|ip| Hint::direct(&ip.to_string(), port))
         .collect()
+}
+
+/// `ip` with an IPv4-mapped IPv6 address as IPv4 (a dual-stack socket's view).
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
 }
 
 /// Whether a hint's host is a loopback address (or `localhost`).

@@ -98,6 +98,13 @@ pub struct Peer {
     pub transmitted: usize,
 }
 
+impl Peer {
+    /// Our address with `port`.
+    fn addr(&self, port: u16) -> SocketAddr {
+        SocketAddr::new(self.host.parse().expect("an address"), port)
+    }
+}
+
 struct RelaySock {
     buf: Vec<u8>,
     line: Option<(String, String)>,
@@ -139,7 +146,7 @@ pub fn config(side: &str) -> DilationConfig {
             priority: 0.0,
         }),
         side: Some(side.into()),
-        ping_interval: Duration::from_secs(5),
+        liveness_interval: Duration::from_secs(5),
         ..DilationConfig::default()
     }
 }
@@ -377,7 +384,8 @@ impl Pair {
             Delivery::Open { to, peer } => {
                 if let Sock::Peer(i, conn) = to {
                     if self.wires.contains_key(&to) {
-                        self.peers[i].ep.handle_conn_open(now, conn, peer.0);
+                        let local = self.peers[i].addr(40000);
+                        self.peers[i].ep.handle_conn_open(now, conn, peer.0, local);
                     }
                 }
             }
@@ -437,7 +445,7 @@ impl Pair {
         let peer_j: SocketAddr = format!("{host}:{port}").parse().unwrap();
         let Some(cj) = self.peers[j]
             .ep
-            .handle_accepted(self.now, generation, peer_i)
+            .handle_accepted(self.now, generation, peer_i, peer_j)
         else {
             return refuse(self);
         };
@@ -561,6 +569,29 @@ impl Pair {
         self.wires.clear();
         self.relayed.clear();
         self.relay_socks.clear();
+    }
+
+    /// Peer `i`'s address is replaced by `host` (a new network): every connection it had goes
+    /// silent (nothing sent on either end arrives, no reset), and its endpoint learns its new
+    /// interface addresses.
+    pub fn change_address(&mut self, i: usize, host: &str) {
+        let socks: Vec<Sock> = self
+            .wires
+            .keys()
+            .copied()
+            .filter(|s| matches!(s, Sock::Peer(p, _) if *p == i))
+            .collect();
+        for s in socks {
+            if let Some(other) = self.wires.remove(&s) {
+                self.wires.remove(&other);
+                self.relayed.remove(&other);
+            }
+            self.relayed.remove(&s);
+        }
+        self.peers[i].host = host.into();
+        let addresses = vec![host.parse().expect("an address"), [127, 0, 0, 1].into()];
+        let now = self.now;
+        self.peers[i].ep.handle_addresses(now, addresses);
     }
 
     /// The relay stops (its connections are reset) or starts again.

@@ -147,15 +147,14 @@ fn relay_only_selects_the_relay_at_once_without_a_grace_period() {
 }
 
 #[test]
-fn leader_waits_the_relay_grace_while_a_direct_path_is_possible() {
+fn leader_skips_the_relay_grace_once_every_direct_dial_failed() {
     let mut pair = Pair::default_pair();
-    pair.direct_refused = true; // hints are exchanged, but no direct dial gets through
+    pair.direct_refused = true; // hints are exchanged, but every direct dial is refused
     let grace = config("00").relay_grace;
     pair.start_dilation();
     assert!(pair.run_until(10 * SECOND, Pair::connected));
     assert_eq!(pair.last_connected(LEADER), Some((0, PathKind::Relay)));
-    assert!(pair.elapsed() >= grace, "{:?}", pair.elapsed());
-    assert!(pair.elapsed() < grace * 3, "{:?}", pair.elapsed());
+    assert!(pair.elapsed() < grace, "{:?} (grace {grace:?})", pair.elapsed());
 }
 
 #[test]
@@ -249,10 +248,30 @@ fn a_cut_while_connected_is_replaced_and_unacknowledged_data_is_resent() {
     );
 }
 
+/// The time of peer `i`'s `Connected` event number `n` (from 0), from its event log.
+fn lost_reasons(pair: &Pair, i: usize) -> Vec<LossReason> {
+    pair.peers[i]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Status(DilationEvent::Lost { reason, .. }) => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The outage reported by peer `i`'s last `Connected` event.
+fn last_outage(pair: &Pair, i: usize) -> Option<Duration> {
+    pair.peers[i].events.iter().rev().find_map(|e| match e {
+        Event::Status(DilationEvent::Connected { outage, .. }) => Some(outage.unwrap_or_default()),
+        _ => None,
+    })
+}
+
 #[test]
-fn silent_loss_is_detected_by_the_leaders_pings_and_the_session_resumes() {
+fn silent_loss_is_detected_by_both_roles_within_the_interval_and_the_session_resumes() {
     let mut pair = connected_pair();
-    let ping = config("00").ping_interval;
+    let interval = config("00").liveness_interval;
     let mut rng = Rng::new(4);
     let mut streams = vec![
         Stream::new(&mut pair, LEADER, "a", 50_000, &mut rng),
@@ -262,18 +281,119 @@ fn silent_loss_is_detected_by_the_leaders_pings_and_the_session_resumes() {
     pair.blackhole = true;
     let lost_at = pair.now;
     write_all(&mut pair, &mut streams, 4096, Duration::from_millis(10));
-    assert!(pair.run_until(3 * ping, |p| p
-        .count(LEADER, |e| matches!(e, Event::ConnectionLost { .. }))
-        == 1));
+    let silent = |p: &Pair, i| lost_reasons(p, i).iter().any(|r| matches!(r, LossReason::Silent(_)));
+    assert!(pair.run_until(3 * interval, |p| silent(p, LEADER) && silent(p, FOLLOWER)));
     let detected = pair.now - lost_at;
     assert!(
-        detected <= 2 * ping,
-        "silent loss noticed after {detected:?}"
+        detected <= interval + SECOND,
+        "silent loss noticed by both after {detected:?} (interval {interval:?})"
     );
     pair.run_for(20 * SECOND - detected);
     pair.blackhole = false;
+    let back = pair.now;
+    assert!(pair.run_until(30 * SECOND, Pair::connected));
+    let resumed = pair.now - back;
+    assert!(resumed <= 2 * SECOND, "connected again {resumed:?} after the path returned");
     assert!(pair.run_until(60 * SECOND, |p| streams.iter().all(|s| s.complete(p))));
     assert_intact(&pair, &streams);
+    let outage = last_outage(&pair, LEADER).expect("reconnected");
+    assert!(outage >= 20 * SECOND - detected, "the outage is reported: {outage:?}");
+}
+
+#[test]
+fn an_address_change_of_either_peer_is_noticed_at_once_and_the_session_resumes() {
+    for (changer, host) in [(FOLLOWER, "198.18.0.12"), (LEADER, "198.18.0.11")] {
+        let mut pair = connected_pair();
+        let mut rng = Rng::new(11);
+        let mut streams = vec![
+            Stream::new(&mut pair, LEADER, "a", 50_000, &mut rng),
+            Stream::new(&mut pair, FOLLOWER, "b", 50_000, &mut rng),
+        ];
+        pair.run_for(SECOND);
+        write_all(&mut pair, &mut streams, 4096, Duration::from_millis(10));
+        let changed = pair.now;
+        pair.change_address(changer, host);
+        pair.pump();
+        assert!(
+            matches!(lost_reasons(&pair, changer).as_slice(), [LossReason::AddressGone(_)]),
+            "{:?}",
+            lost_reasons(&pair, changer)
+        );
+        assert!(pair.run_until(30 * SECOND, |p| p.connected()
+            && p.peers[LEADER].ep.generation() > 0));
+        let resumed = pair.now - changed;
+        // the Follower's empty hints make the Leader probe: one probe timeout at most
+        assert!(
+            resumed <= 3 * SECOND,
+            "peer {changer}: connected again {resumed:?} after its address changed"
+        );
+        assert!(pair.run_until(60 * SECOND, |p| streams.iter().all(|s| s.complete(p))));
+        assert_intact(&pair, &streams);
+        if changer == FOLLOWER {
+            assert_eq!(lost_reasons(&pair, LEADER), vec![LossReason::ProbeUnanswered]);
+        }
+    }
+}
+
+#[test]
+fn a_paused_reader_is_never_declared_lost_but_its_peer_notices_silence() {
+    let mut pair = connected_pair();
+    let interval = config("00").liveness_interval;
+    // the Follower's local consumer is slow: it stops reading; the path goes silent too
+    pair.peers[FOLLOWER].ep.handle_backlog(99, true);
+    pair.blackhole = true;
+    pair.run_for(4 * interval);
+    // (it may still drop the link when the Leader's `reconnect` arrives through the mailbox)
+    assert!(
+        !lost_reasons(&pair, FOLLOWER).iter().any(|r| matches!(r, LossReason::Silent(_))),
+        "a paused reader cannot hear: no verdict of silence"
+    );
+    assert!(
+        matches!(lost_reasons(&pair, LEADER).as_slice(), [LossReason::Silent(_)]),
+        "{:?}",
+        lost_reasons(&pair, LEADER)
+    );
+}
+
+#[test]
+fn an_idle_connection_stays_up_with_pings_from_both_sides() {
+    let mut pair = connected_pair();
+    let interval = config("00").liveness_interval;
+    pair.run_for(20 * interval);
+    for i in [LEADER, FOLLOWER] {
+        assert!(lost_reasons(&pair, i).is_empty(), "peer {i}");
+    }
+    assert_eq!(pair.peers[LEADER].ep.generation(), 0);
+}
+
+#[test]
+fn new_addresses_while_connecting_are_advertised_as_new_hints() {
+    let now = std::time::Instant::now();
+    let mut ep = Endpoint::new(config("ffffffffffffffff"), "ffffffffffffffff");
+    ep.handle_key(now, [7; 32]);
+    ep.handle_peer_versions(now, vec!["ged".into()]);
+    let please = br#"{"type": "please", "side": "0000000000000001", "use-version": "ged"}"#;
+    ep.handle_dilate(now, please);
+    while ep.poll_action().is_some() {}
+    let old: std::net::IpAddr = "198.18.0.1".parse().unwrap();
+    ep.handle_listening(now, 0, Some((4321, vec![old])));
+    let sent = |ep: &mut Endpoint| -> Vec<String> {
+        std::iter::from_fn(|| ep.poll_action())
+            .filter_map(|a| match a {
+                Action::SendDilate(b) => Some(String::from_utf8(b).unwrap()),
+                _ => None,
+            })
+            .collect()
+    };
+    let first = sent(&mut ep);
+    assert!(first.iter().any(|m| m.contains("198.18.0.1")), "{first:?}");
+    ep.handle_addresses(now, vec![old, "198.18.0.7".parse().unwrap()]);
+    let refreshed = sent(&mut ep);
+    assert_eq!(refreshed.len(), 1, "{refreshed:?}");
+    assert!(refreshed[0].contains("connection-hints") && refreshed[0].contains("198.18.0.7"));
+    assert!(!refreshed[0].contains("198.18.0.1"), "only the new address: {refreshed:?}");
+    ep.handle_addresses(now, vec![old, "198.18.0.7".parse().unwrap()]);
+    assert!(sent(&mut ep).is_empty(), "nothing changed, nothing sent");
 }
 
 #[test]
@@ -398,13 +518,13 @@ fn stale_connections_and_records_are_ignored() {
     assert_eq!(
         pair.peers[FOLLOWER]
             .ep
-            .handle_accepted(now, generation, peer),
+            .handle_accepted(now, generation, peer, peer),
         None
     );
     assert_eq!(
         pair.peers[FOLLOWER]
             .ep
-            .handle_accepted(now, generation + 1, peer),
+            .handle_accepted(now, generation + 1, peer, peer),
         None
     );
     // records from a connection that is not the selected one change nothing

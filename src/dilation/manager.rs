@@ -26,6 +26,8 @@ pub enum ManagerAction {
     StopConnecting,
     /// Drop the selected connection.
     DropConnection,
+    /// Check at once that the selected connection still reaches the peer.
+    Probe,
 }
 
 /// Status for the layers above.
@@ -202,6 +204,11 @@ impl Manager {
             (L1Message::ConnectionHints(hints), State::Connecting) => {
                 self.actions.push_back(ManagerAction::UseHints(hints))
             }
+            // (extension) hints while connected: the peer may have lost its side of the
+            // connection (its address changed); check ours (Python ignores them)
+            (L1Message::ConnectionHints(_), State::Connected) => {
+                self.actions.push_back(ManagerAction::Probe)
+            }
             (L1Message::Reconnect, state) if self.role == Some(Role::Follower) => match state {
                 State::Lonely => self.follower_restart(now),
                 State::Connected => {
@@ -232,6 +239,15 @@ impl Manager {
             self.events.push_back(ManagerEvent::Connected {
                 generation: self.generation,
             });
+        }
+    }
+
+    /// (extension) A Follower that lost its connection for a reason the Leader cannot see (its
+    /// local address went away) sends an empty `connection-hints`: our Leader probes its link at
+    /// once; Python's ignores it.
+    pub fn nudge(&mut self) {
+        if self.role == Some(Role::Follower) && self.state == State::Lonely {
+            self.send(L1Message::ConnectionHints(Vec::new()));
         }
     }
 
@@ -411,10 +427,12 @@ mod tests {
         );
         m.connection_made(now);
         assert_eq!(m.state(), State::Connected);
-        // a repeated please or late hints are ignored, never answered
+        // a repeated please is ignored, never answered; hints while connected make us check
+        // the link (our extension), never answered either
         m.received(now, please("aaaaaaaaaaaaaaaa"));
-        m.received(now, L1Message::ConnectionHints(vec![]));
         assert!(actions(&mut m).is_empty());
+        m.received(now, L1Message::ConnectionHints(vec![]));
+        assert_eq!(actions(&mut m), vec![ManagerAction::Probe]);
         m.connection_lost(now);
         assert_eq!(
             actions(&mut m),

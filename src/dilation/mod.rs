@@ -14,7 +14,7 @@ pub mod record;
 mod reliability;
 mod session;
 
-pub use config::{DilationConfig, DilationEvent, PathKind};
+pub use config::{DilationConfig, DilationEvent, LossReason, PathKind, DEFAULT_LIVENESS_INTERVAL};
 pub use driver::{Dilated, DilatedHandle, FullyClosed, Subchannel, SubchannelListener, MAX_DATA};
 pub use endpoint::Endpoint;
 pub use hints::RelayLocation;

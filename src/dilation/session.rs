@@ -1,7 +1,7 @@
 //! L4 and L5 as one sans-IO state machine that outlives connections: the reliable-record queue
-//! and watermark (reference §3.8), subchannel ids and states (§3.9) and the Leader's liveness
-//! pings (§3.11). The driver feeds it records from the selected connection and drains the records
-//! to send on it.
+//! and watermark (reference §3.8), subchannel ids and states (§3.9) and liveness (§3.11, extended:
+//! both roles ping). The driver feeds it records from the selected connection and drains the
+//! records to send on it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -42,8 +42,10 @@ pub enum SessionEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Liveness {
     Fine,
-    /// A whole ping interval passed without PONG: drop the connection.
-    Dead,
+    /// Nothing arrived for a whole liveness interval: drop the connection.
+    Silent(Duration),
+    /// A probe (see [`Session::probe`]) was not answered in time: drop the connection.
+    ProbeUnanswered,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -65,16 +67,30 @@ enum SubState {
     RemoteClosed,
 }
 
-/// The Leader's ping timer.
+/// Liveness of the selected connection, in both roles (Python: only the Leader pings, and only
+/// a PONG counts). Anything read counts as a sign of life; a side that heard nothing for a third
+/// of the interval sends a PING, which the peer answers at once (Python too), so an idle but
+/// healthy connection is never silent for long. Nothing heard for the whole interval: dead.
+/// While our reading is paused (a slow local consumer) nothing can be heard, so nothing is
+/// judged; the interval starts again when reading resumes.
 #[derive(Debug)]
 struct Pinger {
     interval: Duration,
-    deadline: Instant,
-    outstanding: Option<[u8; 4]>,
+    last_heard: Instant,
+    next_ping: Instant,
+    /// Reading was paused at the last check.
+    paused: bool,
+    /// A probe's PING id and the deadline for its PONG.
+    probe: Option<([u8; 4], Instant)>,
+}
+
+impl Pinger {
+    fn quiet(&self) -> Duration {
+        self.interval / 3
+    }
 }
 
 pub struct Session {
-    role: Role,
     outbound: Outbound,
     /// Highest seqnum ever transmitted: later records are fresh.
     highest_sent: Option<u32>,
@@ -88,7 +104,7 @@ pub struct Session {
     connected: bool,
     control: VecDeque<Record>,
     next_unsent: usize,
-    ping_interval: Duration,
+    liveness: Duration,
     pinger: Option<Pinger>,
     events: VecDeque<SessionEvent>,
 }
@@ -96,14 +112,8 @@ pub struct Session {
 impl Session {
     /// `half_close`: the peer is one of ours and keeps a subchannel open for writing after our
     /// CLOSE (Python closes both directions at once).
-    pub fn new(
-        role: Role,
-        unacked_limit: usize,
-        ping_interval: Duration,
-        half_close: bool,
-    ) -> Session {
+    pub fn new(role: Role, unacked_limit: usize, liveness: Duration, half_close: bool) -> Session {
         Session {
-            role,
             outbound: Outbound::default(),
             highest_sent: None,
             in_flight: 0,
@@ -115,7 +125,7 @@ impl Session {
             connected: false,
             control: VecDeque::new(),
             next_unsent: 0,
-            ping_interval,
+            liveness,
             pinger: None,
             events: VecDeque::new(),
         }
@@ -126,7 +136,13 @@ impl Session {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.pinger.as_ref().map(|p| p.deadline)
+        let p = self.pinger.as_ref()?;
+        let silent = (!p.paused).then_some(p.last_heard + p.interval);
+        let probe = p.probe.map(|(_, deadline)| deadline);
+        [Some(p.next_ping), silent, probe]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn unacked_bytes(&self) -> usize {
@@ -144,13 +160,13 @@ impl Session {
         self.control.clear();
         self.next_unsent = 0;
         self.in_flight = 0;
-        if self.role == Role::Leader {
-            self.pinger = Some(Pinger {
-                interval: self.ping_interval,
-                deadline: now + self.ping_interval,
-                outstanding: None,
-            });
-        }
+        self.pinger = Some(Pinger {
+            interval: self.liveness,
+            last_heard: now,
+            next_ping: now + self.liveness / 3,
+            paused: false,
+            probe: None,
+        });
     }
 
     pub fn connection_lost(&mut self) {
@@ -159,21 +175,48 @@ impl Session {
         self.pinger = None;
     }
 
-    /// Leader: sends a PING each interval; an interval without PONG means the connection is dead.
-    pub fn handle_timeout(&mut self, now: Instant) -> Liveness {
+    /// Something arrived on the connection at `now` (records were read).
+    pub fn heard(&mut self, now: Instant) {
+        if let Some(p) = self.pinger.as_mut() {
+            p.last_heard = p.last_heard.max(now);
+        }
+    }
+
+    /// Sends a PING now that must be answered by `deadline`, else the connection is dead (the
+    /// peer told us through the mailbox that its side may be gone).
+    pub fn probe(&mut self, deadline: Instant) {
+        if let Some(p) = self.pinger.as_mut() {
+            let id: [u8; 4] = rand::random();
+            p.probe = Some((id, deadline));
+            self.control.push_back(Record::Ping(id));
+        }
+    }
+
+    /// Time passed; `reading`: whether we read the connection now (not paused by a slow
+    /// consumer). Sends PINGs when quiet; judges silence only while reading.
+    pub fn handle_timeout(&mut self, now: Instant, reading: bool) -> Liveness {
         let Some(p) = self.pinger.as_mut() else {
             return Liveness::Fine;
         };
-        if now < p.deadline {
-            return Liveness::Fine;
+        if p.probe.is_some_and(|(_, deadline)| now >= deadline) {
+            return Liveness::ProbeUnanswered;
         }
-        if p.outstanding.is_some() {
-            return Liveness::Dead;
+        if !reading {
+            p.paused = true;
+        } else if p.paused {
+            p.paused = false;
+            p.last_heard = p.last_heard.max(now);
         }
-        let id: [u8; 4] = rand::random();
-        p.outstanding = Some(id);
-        p.deadline = now + p.interval;
-        self.control.push_back(Record::Ping(id));
+        let silent = now.saturating_duration_since(p.last_heard);
+        if reading && silent >= p.interval {
+            return Liveness::Silent(silent);
+        }
+        if now >= p.next_ping {
+            if silent >= p.quiet() || p.paused {
+                self.control.push_back(Record::Ping(rand::random()));
+            }
+            p.next_ping = now + p.quiet();
+        }
         Liveness::Fine
     }
 
@@ -220,10 +263,13 @@ impl Session {
         match record {
             Record::Kcm => tracing::debug!("ignoring a second KCM"),
             Record::Ping(id) => self.control.push_back(Record::Pong(id)),
-            Record::Pong(id) => match self.pinger.as_mut() {
-                Some(p) if p.outstanding == Some(id) => p.outstanding = None,
-                _ => tracing::debug!("ignoring PONG for a ping that is not outstanding"),
-            },
+            Record::Pong(id) => {
+                if let Some(p) = self.pinger.as_mut() {
+                    if p.probe.is_some_and(|(probe, _)| probe == id) {
+                        p.probe = None;
+                    }
+                }
+            }
             Record::Ack(seqnum) => {
                 let before = self.outbound.queued_bytes();
                 let (records, _) = self.outbound.ack(seqnum);

@@ -278,36 +278,98 @@ fn budget_limits_one_transmit_call() {
     assert!(link.l.wants_transmit());
 }
 
+/// Takes what `s` transmits.
+fn sent(s: &mut Session) -> Vec<Record> {
+    let mut out = Vec::new();
+    s.transmit(usize::MAX, |r| out.push(Record::clone(r)));
+    out
+}
+
 #[test]
-fn leader_pings_and_declares_a_silent_connection_dead() {
+fn both_roles_ping_when_quiet_and_declare_a_silent_connection_dead() {
     let now = Instant::now();
-    let mut link = Link::at(now, false);
-    assert_eq!(link.f.poll_timeout(), None, "the follower never pings");
-    assert_eq!(link.l.poll_timeout(), Some(now + PING));
-    assert_eq!(link.l.handle_timeout(now + PING), Liveness::Fine);
-    link.log.clear();
-    link.pump();
+    let third = PING / 3;
+    for role in [Role::Leader, Role::Follower] {
+        let mut s = Session::new(role, 1 << 20, PING, false);
+        s.connection_made(now);
+        assert_eq!(s.poll_timeout(), Some(now + third), "{role:?}");
+        // heard something just now: no ping needed at the first check
+        s.heard(now + third - Duration::from_millis(1));
+        assert_eq!(s.handle_timeout(now + third, true), Liveness::Fine);
+        assert!(sent(&mut s).is_empty(), "{role:?}: not quiet, no PING");
+        // quiet for a third of the interval: a PING
+        assert_eq!(s.handle_timeout(now + third * 2, true), Liveness::Fine);
+        assert!(
+            matches!(sent(&mut s).as_slice(), [Record::Ping(_)]),
+            "{role:?}"
+        );
+        // anything heard (here the PONG) keeps it alive
+        s.received(Record::Pong([0; 4]));
+        s.heard(now + third * 2 + Duration::from_millis(5));
+        let heard = now + third * 2 + Duration::from_millis(5);
+        assert_eq!(
+            s.handle_timeout(heard + PING - Duration::from_millis(1), true),
+            Liveness::Fine
+        );
+        assert_eq!(
+            s.handle_timeout(heard + PING, true),
+            Liveness::Silent(PING),
+            "{role:?}: nothing heard for the whole interval"
+        );
+    }
+}
+
+#[test]
+fn a_paused_reader_is_never_judged_silent_and_keeps_pinging() {
+    let now = Instant::now();
+    let mut s = Session::new(Role::Follower, 1 << 20, PING, false);
+    s.connection_made(now);
+    let mut pings = 0;
+    let mut t = now;
+    // ten intervals without reading (a slow local consumer): pings go out, no verdict
+    while t < now + PING * 10 {
+        t = s.poll_timeout().expect("a timer runs while connected");
+        assert_eq!(s.handle_timeout(t, false), Liveness::Fine);
+        pings += sent(&mut s)
+            .iter()
+            .filter(|r| matches!(r, Record::Ping(_)))
+            .count();
+    }
     assert!(
-        matches!(link.log.as_slice(), [('L', Record::Ping(a)), ('F', Record::Pong(b))] if a == b)
+        pings >= 25,
+        "the peer must hear us while we do not read: {pings} pings"
     );
+    // reading again: a fresh interval starts now
+    assert_eq!(s.handle_timeout(t, true), Liveness::Fine);
     assert_eq!(
-        link.l.handle_timeout(now + PING * 2),
-        Liveness::Fine,
-        "answered: a new ping"
-    );
-    // this one is lost
-    let mut lost = Vec::new();
-    link.l.transmit(usize::MAX, |r| lost.push(Record::clone(r)));
-    assert!(matches!(lost.as_slice(), [Record::Ping(_)]));
-    assert_eq!(
-        link.l
-            .handle_timeout(now + PING * 3 - Duration::from_millis(1)),
+        s.handle_timeout(t + PING - Duration::from_millis(1), true),
         Liveness::Fine
     );
-    assert_eq!(link.l.handle_timeout(now + PING * 3), Liveness::Dead);
-    // a PONG with an unknown id changes nothing
+    assert_eq!(s.handle_timeout(t + PING, true), Liveness::Silent(PING));
+}
+
+#[test]
+fn a_probe_must_be_answered_by_its_deadline() {
+    let now = Instant::now();
+    let mut link = Link::at(now, false);
+    let deadline = now + Duration::from_secs(1);
+    link.l.probe(deadline);
+    assert_eq!(link.l.poll_timeout(), Some(deadline));
+    link.pump();
+    assert_eq!(
+        link.l.handle_timeout(deadline, true),
+        Liveness::Fine,
+        "answered"
+    );
+    link.l.probe(deadline);
+    let lost = sent(&mut link.l);
+    assert!(matches!(lost.as_slice(), [Record::Ping(_)]));
+    // a PONG for another ping does not answer it
     link.l.received(Record::Pong([9, 9, 9, 9]));
-    assert_eq!(link.l.handle_timeout(now + PING * 3), Liveness::Dead);
+    assert_eq!(
+        link.l.handle_timeout(deadline, true),
+        Liveness::ProbeUnanswered
+    );
 }
 
 #[test]

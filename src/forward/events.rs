@@ -134,11 +134,22 @@ pub enum Status {
         path: PathKind,
         /// The address we are connected to (the peer, or the relay).
         peer: SocketAddr,
+        /// After a loss: how long no connection was selected.
+        outage: Option<std::time::Duration>,
     },
-    /// Opt-in: the Dilation connection was lost; a new generation is connecting.
-    DilationReconnecting {
+    /// Opt-in: the Dilation connection was lost (why).
+    DilationLost {
         /// The generation whose connection was lost.
         generation: u32,
+        /// Why it was declared lost.
+        reason: crate::dilation::LossReason,
+    },
+    /// Opt-in: after a loss, a new generation is connecting.
+    DilationReconnecting {
+        /// The generation now connecting.
+        generation: u32,
+        /// 1 for the first generation after the loss, then 2, ...
+        attempt: u32,
     },
     /// The answer to the controller's ping: its own `ping_id`, and the round trip in seconds.
     Pong {

@@ -34,6 +34,10 @@ pub struct NetworkArgs {
     /// Offer no direct connection hints (no listening socket for the peer).
     #[arg(long)]
     pub no_listen: bool,
+    /// Seconds without a sign of life before the Dilation connection is declared lost and
+    /// replaced (both sides ping when quiet; Python's Leader alone pings, every 30 s).
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::dilation::DEFAULT_LIVENESS_INTERVAL.as_secs_f64())]
+    pub liveness: f64,
 }
 
 /// A command-line option with a value we cannot use.
@@ -51,6 +55,18 @@ impl NetworkArgs {
             .parse::<RelayLocation>()
             .map(Some)
             .map_err(|e| OptionError(format!("--relay: {e}")))
+    }
+
+    /// The liveness interval, or an error for a value that is not a number of seconds from
+    /// 1 to 3600.
+    pub fn liveness(&self) -> Result<std::time::Duration, OptionError> {
+        if !(1.0..=3600.0).contains(&self.liveness) {
+            return Err(OptionError(format!(
+                "--liveness: {} is not between 1 and 3600 seconds",
+                self.liveness
+            )));
+        }
+        Ok(std::time::Duration::from_secs_f64(self.liveness))
     }
 
     /// Checks the mailbox URL's scheme.

@@ -2,8 +2,11 @@
 //!
 //! It is fed connection events, server frames and commands, each with an explicit `now`, and
 //! polled for [`Action`]s (connect, send a frame, disconnect) and [`MailboxEvent`]s. It owns the
-//! reconnection rules of the Python client (reference §1.7): backoff `min(1.5^n, 60) s + [0,1) s`,
-//! re-bind, re-claim, re-release, re-open, re-send every `add` not yet echoed, re-close; and it
+//! reconnection rules of the Python client (reference §1.7), with a shorter backoff
+//! (`min(0.25 s * 1.5^n, 0.75 s) + [0, 0.25) s`, so a server that returns is found within a
+//! second; Python: `min(1.5^n, 60) s + [0, 1) s`) and a liveness check (a `ping` after
+//! [`MAILBOX_LIVENESS`]/2 without a frame, the connection abandoned after [`MAILBOX_LIVENESS`]:
+//! a silent network never leaves us on a dead socket), re-bind, re-claim, re-release, re-open, re-send every `add` not yet echoed, re-close; and it
 //! delivers each peer phase once however often the server replays the mailbox.
 
 use std::collections::{HashSet, VecDeque};
@@ -23,7 +26,17 @@ pub enum Action {
     Send(String),
     /// Close the connection for good: the session is over.
     Disconnect,
+    /// Drop the current connection without a closing handshake (it went silent); a
+    /// `Connect` follows after the backoff.
+    Abandon,
 }
+
+/// A connection over which no frame arrived for this long is abandoned and replaced.
+pub const MAILBOX_LIVENESS: Duration = Duration::from_secs(10);
+/// How long a reconnection attempt may take (the first connection: the caller's limit).
+pub const RECONNECT_LIMIT: Duration = Duration::from_secs(3);
+/// The `ping` value of our liveness pings; its `pong` is not reported.
+const LIVENESS_PING: i64 = -0x666f776c;
 
 /// Something that happened, for the layer above.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +89,7 @@ struct Nameplate {
 
 /// Backoff before reconnect attempt `attempt` (0-based), without jitter.
 pub fn backoff(attempt: u32) -> Duration {
-    Duration::from_secs_f64(1.5f64.powi(attempt.min(64) as i32).min(60.0))
+    Duration::from_secs_f64((0.25 * 1.5f64.powi(attempt.min(64) as i32)).min(0.75))
 }
 
 /// The sans-IO mailbox client.
@@ -84,6 +97,9 @@ pub struct MailboxClient {
     appid: String,
     side: String,
     conn: Conn,
+    /// While connected: when the last frame arrived, and whether we pinged since.
+    last_heard: Instant,
+    pinged: bool,
     ever_connected: bool,
     attempt: u32,
     rng: StdRng,
@@ -109,6 +125,8 @@ impl MailboxClient {
             appid: appid.into(),
             side: side.into(),
             conn: Conn::Idle,
+            last_heard: Instant::now(),
+            pinged: false,
             ever_connected: false,
             attempt: 0,
             rng,
@@ -155,8 +173,22 @@ impl MailboxClient {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.conn {
             Conn::Waiting(at) => Some(at),
+            Conn::Connected if self.pinged => Some(self.last_heard + MAILBOX_LIVENESS),
+            Conn::Connected => Some(self.last_heard + MAILBOX_LIVENESS / 2),
             _ => None,
         }
+    }
+
+    /// How long the next connection attempt may take: `None` for the first one (the caller's
+    /// limit), [`RECONNECT_LIMIT`] after that.
+    pub fn connect_limit(&self) -> Option<Duration> {
+        self.ever_connected.then_some(RECONNECT_LIMIT)
+    }
+
+    /// A frame arrived at `now` (call before [`MailboxClient::received`]).
+    pub fn heard(&mut self, now: Instant) {
+        self.last_heard = self.last_heard.max(now);
+        self.pinged = false;
     }
 
     // ---- connection lifecycle -------------------------------------------------------------
@@ -170,21 +202,38 @@ impl MailboxClient {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let Conn::Waiting(at) = self.conn {
-            if now >= at {
+        match self.conn {
+            Conn::Waiting(at) if now >= at => {
                 self.conn = Conn::Connecting;
                 self.actions.push_back(Action::Connect);
             }
+            Conn::Connected if now >= self.last_heard + MAILBOX_LIVENESS => {
+                tracing::info!(
+                    "mailbox connection silent for {:?}: replacing it",
+                    now - self.last_heard
+                );
+                self.actions.push_back(Action::Abandon);
+                self.schedule_retry(now);
+            }
+            Conn::Connected if !self.pinged && now >= self.last_heard + MAILBOX_LIVENESS / 2 => {
+                self.pinged = true;
+                self.send(ClientMessage::Ping {
+                    ping: LIVENESS_PING,
+                });
+            }
+            _ => {}
         }
     }
 
-    pub fn connection_made(&mut self, _now: Instant) {
+    pub fn connection_made(&mut self, now: Instant) {
         if self.conn != Conn::Connecting {
             // stopped meanwhile: drop the new connection at once
             self.actions.push_back(Action::Disconnect);
             return;
         }
         self.conn = Conn::Connected;
+        self.last_heard = now;
+        self.pinged = false;
         self.ever_connected = true;
         self.attempt = 0;
         self.events.push_back(MailboxEvent::Connected);
@@ -235,7 +284,7 @@ impl MailboxClient {
     }
 
     fn schedule_retry(&mut self, now: Instant) {
-        let jitter = Duration::from_secs_f64(self.rng.gen::<f64>());
+        let jitter = Duration::from_secs_f64(self.rng.gen::<f64>() * 0.25);
         let retry_at = now + backoff(self.attempt) + jitter;
         self.attempt = self.attempt.saturating_add(1);
         self.conn = Conn::Waiting(retry_at);
@@ -391,6 +440,7 @@ impl MailboxClient {
                     self.check_close_done();
                 }
             }
+            ServerMessage::Pong(LIVENESS_PING) => {}
             ServerMessage::Pong(n) => self.events.push_back(MailboxEvent::Pong(n)),
             ServerMessage::Error { error, .. } => {
                 self.events.push_back(MailboxEvent::ServerError(error));

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::machine::backoff;
+use super::machine::{backoff, MAILBOX_LIVENESS, RECONNECT_LIMIT};
 use super::*;
 
 fn frames(c: &mut MailboxClient) -> Vec<Value> {
@@ -132,7 +132,7 @@ fn reconnect_replays_state_and_resends_unechoed_adds() {
         [MailboxEvent::Disconnected { retry_at }] => *retry_at,
         other => panic!("{other:?}"),
     };
-    assert!(retry_at >= t0 + Duration::from_secs(1) && retry_at < t0 + Duration::from_secs(2));
+    assert!(retry_at >= t0 + Duration::from_millis(250) && retry_at < t0 + Duration::from_millis(500));
     assert_eq!(c.poll_timeout(), Some(retry_at));
     // commands while offline are only remembered
     c.add("1", b"4".to_vec());
@@ -193,12 +193,12 @@ fn unanswered_claim_and_allocate_are_resent_after_reconnect() {
 }
 
 #[test]
-fn backoff_grows_by_half_and_caps_at_a_minute() {
-    assert_eq!(backoff(0), Duration::from_secs(1));
-    assert_eq!(backoff(1), Duration::from_secs_f64(1.5));
-    assert_eq!(backoff(2), Duration::from_secs_f64(2.25));
-    assert_eq!(backoff(11), Duration::from_secs(60));
-    assert_eq!(backoff(1000), Duration::from_secs(60));
+fn backoff_grows_by_half_and_caps_below_a_second() {
+    assert_eq!(backoff(0), Duration::from_millis(250));
+    assert_eq!(backoff(1), Duration::from_secs_f64(0.375));
+    assert_eq!(backoff(2), Duration::from_secs_f64(0.5625));
+    assert_eq!(backoff(3), Duration::from_millis(750));
+    assert_eq!(backoff(1000), Duration::from_millis(750));
 
     let mut now = Instant::now();
     let mut c = opened(now);
@@ -215,7 +215,7 @@ fn backoff_grows_by_half_and_caps_at_a_minute() {
     for (n, d) in delays.iter().enumerate() {
         let base = backoff(n as u32);
         assert!(
-            *d >= base && *d < base + Duration::from_secs(1),
+            *d >= base && *d < base + Duration::from_millis(250),
             "attempt {n}: {d:?}"
         );
     }
@@ -225,7 +225,38 @@ fn backoff_grows_by_half_and_caps_at_a_minute() {
     c.poll_action();
     c.connection_made(at);
     c.connection_lost(at);
-    assert!(c.poll_timeout().unwrap() < at + Duration::from_secs(2));
+    assert!(c.poll_timeout().unwrap() < at + Duration::from_millis(500));
+}
+
+#[test]
+fn a_silent_connection_is_pinged_then_abandoned_and_replaced() {
+    let t0 = Instant::now();
+    let mut c = opened(t0);
+    frames(&mut c);
+    let half = MAILBOX_LIVENESS / 2;
+    assert_eq!(c.poll_timeout(), Some(t0 + half));
+    // a frame pushes the deadline on
+    c.heard(t0 + Duration::from_secs(1));
+    c.received(r#"{"type": "ack", "id": null}"#);
+    assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(1) + half));
+    // quiet: a ping, whose pong is not reported as the application's
+    let quiet = t0 + Duration::from_secs(1) + half;
+    c.handle_timeout(quiet);
+    assert_eq!(kinds(&frames(&mut c)), ["ping"]);
+    c.heard(quiet + Duration::from_millis(10));
+    c.received(r#"{"type": "pong", "pong": -1718581100}"#);
+    assert!(events(&mut c).is_empty(), "the liveness pong is ours");
+    // then silence for the whole interval: abandoned, and a reconnection within a second
+    let heard = quiet + Duration::from_millis(10);
+    c.handle_timeout(heard + half);
+    assert_eq!(kinds(&frames(&mut c)), ["ping"]);
+    c.handle_timeout(heard + MAILBOX_LIVENESS - Duration::from_millis(1));
+    assert_eq!(c.poll_action(), None);
+    c.handle_timeout(heard + MAILBOX_LIVENESS);
+    assert_eq!(c.poll_action(), Some(Action::Abandon));
+    let retry = c.poll_timeout().expect("a retry is scheduled");
+    assert!(retry <= heard + MAILBOX_LIVENESS + Duration::from_secs(1));
+    assert_eq!(c.connect_limit(), Some(RECONNECT_LIMIT));
 }
 
 #[test]

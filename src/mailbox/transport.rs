@@ -101,6 +101,16 @@ impl MailboxSocket {
         }
     }
 
+    /// Our end's IP address.
+    pub fn local_ip(&self) -> Option<std::net::IpAddr> {
+        let tcp = match self.ws.get_ref() {
+            MaybeTlsStream::Plain(tcp) => tcp,
+            MaybeTlsStream::Rustls(tls) => tls.get_ref().0,
+            _ => return None,
+        };
+        tcp.local_addr().ok().map(|a| a.ip())
+    }
+
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
     }

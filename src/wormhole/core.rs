@@ -163,6 +163,12 @@ impl WormholeCore {
         self.mailbox.start();
     }
 
+    /// How long the next connection attempt may take: `None` for the first (the caller's
+    /// limit), a short one for reconnections.
+    pub fn connect_limit(&self) -> Option<std::time::Duration> {
+        self.mailbox.connect_limit()
+    }
+
     /// The driver's connection to the mailbox server is up.
     pub fn connection_made(&mut self, now: Instant) {
         self.mailbox.connection_made(now);
@@ -183,6 +189,7 @@ impl WormholeCore {
 
     /// One text frame from the mailbox server.
     pub fn received(&mut self, now: Instant, frame: &str) {
+        self.mailbox.heard(now);
         self.mailbox.received(frame);
         self.pump(now);
     }

@@ -222,6 +222,21 @@ impl Wormhole {
     }
 }
 
+/// How often the mailbox connection's local address is looked for among the interfaces.
+const ADDRESS_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether `ip` is still an address of one of the host's interfaces.
+fn address_present(ip: std::net::IpAddr) -> bool {
+    let ip = match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    // an interface list that cannot be read proves nothing
+    if_addrs::get_if_addrs().map_or(true, |ifs| {
+        ip.is_loopback() || ifs.iter().any(|i| i.ip() == ip)
+    })
+}
+
 type Connecting = Pin<Box<dyn Future<Output = Result<MailboxSocket, TransportError>> + Send>>;
 
 async fn run(
@@ -233,6 +248,9 @@ async fn run(
     let mut socket: Option<MailboxSocket> = None;
     let mut connecting: Option<Connecting> = None;
     let mut commands_open = true;
+    // a connection whose local address went away (a new network) is replaced at once
+    let mut address_check = tokio::time::interval(ADDRESS_CHECK);
+    address_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     core.start();
     loop {
         while let Some(action) = core.poll_action() {
@@ -240,7 +258,7 @@ async fn run(
                 Action::Connect => {
                     let url = config.mailbox_url.clone();
                     let roots = config.extra_root_certificates.clone();
-                    let limit = config.connect_timeout;
+                    let limit = core.connect_limit().unwrap_or(config.connect_timeout);
                     connecting = Some(Box::pin(async move {
                         match tokio::time::timeout(limit, mailbox::connect(&url, &roots)).await {
                             Ok(result) => result,
@@ -257,6 +275,7 @@ async fn run(
                         }
                     }
                 }
+                Action::Abandon => socket = None,
                 Action::Disconnect => {
                     connecting = None;
                     if let Some(s) = socket.take() {
@@ -313,6 +332,14 @@ async fn run(
             }
             _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
                 core.handle_timeout(Instant::now());
+            }
+            _ = address_check.tick(), if socket.is_some() => {
+                let local = socket.as_ref().and_then(MailboxSocket::local_ip);
+                if let Some(ip) = local.filter(|ip| !address_present(*ip)) {
+                    tracing::info!("mailbox connection's local address {ip} is gone: replacing it");
+                    socket = None;
+                    core.connection_lost(Instant::now());
+                }
             }
         }
     }

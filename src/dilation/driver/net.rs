@@ -29,10 +29,12 @@ pub(super) enum NetEvent {
         generation: u32,
         stream: TcpStream,
         peer: SocketAddr,
+        local: SocketAddr,
     },
     Open {
         conn: ConnId,
         peer: SocketAddr,
+        local: SocketAddr,
     },
     /// Bytes read before the link started; the task reads no more until told to.
     Data {
@@ -56,6 +58,9 @@ pub(super) enum NetEvent {
 pub(super) struct Reports {
     pub records: mpsc::Sender<NetEvent>,
     pub other: mpsc::UnboundedSender<NetEvent>,
+    /// TCP_USER_TIMEOUT of every connection: data unacknowledged this long ends it (a dead
+    /// path noticed by the kernel even while we do not read).
+    pub user_timeout: Duration,
 }
 
 /// From the Dilation task to one connection's task.
@@ -95,10 +100,10 @@ pub(super) fn dial(
     let task = tasks.spawn(async move {
         match TcpStream::connect((host.as_str(), port)).await {
             Ok(stream) => {
-                let peer = stream
-                    .peer_addr()
-                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], port)));
-                let _ = reports.other.send(NetEvent::Open { conn, peer });
+                let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+                let peer = stream.peer_addr().unwrap_or(unknown);
+                let local = stream.local_addr().unwrap_or(unknown);
+                let _ = reports.other.send(NetEvent::Open { conn, peer, local });
                 run_conn(conn, stream, rx, reports).await;
             }
             Err(e) => {
@@ -131,6 +136,7 @@ async fn run_conn(
     reports: Reports,
 ) {
     let _ = stream.set_nodelay(true);
+    let _ = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(reports.user_timeout));
     let closed = |reason: String| {
         let _ = reports.other.send(NetEvent::Closed { conn, reason });
     };
@@ -274,10 +280,14 @@ async fn accept_loop(listener: TcpListener, generation: u32, reports: Reports) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let Ok(local) = stream.local_addr() else {
+                    continue;
+                };
                 let accepted = NetEvent::Accepted {
                     generation,
                     stream,
                     peer,
+                    local,
                 };
                 if reports.other.send(accepted).is_err() {
                     return;
@@ -307,7 +317,7 @@ async fn bind_listener() -> std::io::Result<TcpListener> {
 }
 
 /// The host's interface addresses (IPv6 ones only for a dual-stack listener).
-fn interface_addresses(ipv6: bool) -> Vec<IpAddr> {
+pub(super) fn interface_addresses(ipv6: bool) -> Vec<IpAddr> {
     if_addrs::get_if_addrs()
         .unwrap_or_default()
         .into_iter()

@@ -21,6 +21,9 @@ use crate::wormhole::{Mood, Wormhole, WormholeError, WormholeEvent};
 
 /// Most record bytes handed to the writer in one batch.
 const TRANSMIT_BATCH: usize = 256 * 1024;
+/// How often the host's interface addresses are looked at (an address that went away ends the
+/// connections bound to it).
+const ADDRESS_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 type OpenReply = oneshot::Sender<Result<Subchannel, DilationError>>;
 
@@ -53,6 +56,7 @@ pub(super) async fn run(
     let (records_tx, mut records_rx) = mpsc::channel(READ_BATCHES);
     let (other_tx, mut other_rx) = mpsc::unbounded_channel();
     let side = config.side.clone().unwrap_or_else(random_side);
+    let user_timeout = config.liveness_interval * 2;
     let mut t = Task {
         inbound_limit: config.inbound_limit,
         budget: Arc::new(Semaphore::new(config.write_budget)),
@@ -67,6 +71,7 @@ pub(super) async fn run(
         reports: Reports {
             records: records_tx,
             other: other_tx,
+            user_timeout,
         },
         tasks: JoinSet::new(),
         conns: HashMap::new(),
@@ -81,6 +86,8 @@ pub(super) async fn run(
         t.ep.handle_peer_versions(now, versions.to_vec());
     }
     let mut commands_open = true;
+    let mut address_check = tokio::time::interval(ADDRESS_CHECK);
+    address_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let outcome = loop {
         t.pump(&mut wormhole).await;
         if t.ep.is_finished(Instant::now()) {
@@ -133,6 +140,10 @@ pub(super) async fn run(
                 }
             }
             _ = t.resume.notified(), if !reading => t.recheck_paused(),
+            _ = address_check.tick() => {
+                let addresses = net::interface_addresses(true);
+                t.ep.handle_addresses(Instant::now(), addresses);
+            }
             _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
                 t.ep.handle_timeout(Instant::now());
             }
@@ -350,13 +361,16 @@ impl Task {
                 generation,
                 stream,
                 peer,
+                local,
             } => {
-                if let Some(conn) = self.ep.handle_accepted(now, generation, peer) {
+                if let Some(conn) = self.ep.handle_accepted(now, generation, peer, local) {
                     let handle = net::accepted(&mut self.tasks, conn, stream, self.reports.clone());
                     self.conns.insert(conn, handle);
                 }
             }
-            NetEvent::Open { conn, peer } => self.ep.handle_conn_open(now, conn, peer),
+            NetEvent::Open { conn, peer, local } => {
+                self.ep.handle_conn_open(now, conn, peer, local)
+            }
             NetEvent::Data { conn, data } => {
                 self.ep.handle_conn_data(now, conn, &data);
                 // read on only while it is handshaking: once selected (perhaps by these very

@@ -104,6 +104,7 @@ async fn session(
         mailbox_url: network.mailbox_url().map_err(anyhow::Error::msg)?,
         relay: network.relay().map_err(anyhow::Error::msg)?,
         no_listen: network.no_listen,
+        liveness: network.liveness().map_err(anyhow::Error::msg)?,
         status_events: true,
         extra_root_certificates: Vec::new(),
     };

@@ -143,14 +143,27 @@ impl View {
                     verifier_groups(verifier)
                 ))
             }
-            Status::DilationConnected { path, peer, .. } => {
+            Status::DilationConnected {
+                path, peer, outage, ..
+            } => {
                 self.path = Some(format!("{path} to {peer}"));
                 self.peer = "connected";
-                Some(format!("connection: {path} to {peer}"))
+                Some(match outage {
+                    Some(d) => format!(
+                        "reconnected: {path} to {peer} after {:.1} s",
+                        d.as_secs_f64()
+                    ),
+                    None => format!("connection: {path} to {peer}"),
+                })
             }
-            Status::DilationReconnecting { .. } => {
+            Status::DilationLost { reason, .. } => {
                 self.peer = "reconnecting";
-                Some("connection lost: reconnecting".into())
+                self.path = None;
+                Some(format!("connection lost ({reason}): reconnecting"))
+            }
+            Status::DilationReconnecting { attempt, .. } => {
+                self.peer = "reconnecting";
+                (*attempt > 1).then(|| format!("still reconnecting (attempt {attempt})"))
             }
             Status::Pong { .. } => None,
             Status::Closed { mood } => {

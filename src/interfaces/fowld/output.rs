@@ -75,17 +75,36 @@ fn status(s: &Status) -> Value {
             generation,
             path,
             peer,
-        } => line(
-            "dilation-connected",
-            json!({
+            outage,
+        } => {
+            let mut fields = json!({
                 "generation": generation,
                 "path": path.to_string(),
                 "peer_address": peer.to_string(),
-            }),
-        ),
-        Status::DilationReconnecting { generation } => {
-            line("dilation-reconnecting", json!({"generation": generation}))
+            });
+            if let Some(outage) = outage {
+                fields["outage_seconds"] = json!(outage.as_secs_f64());
+            }
+            line("dilation-connected", fields)
         }
+        Status::DilationLost { generation, reason } => {
+            let mut fields = json!({
+                "generation": generation,
+                "reason": reason.kind(),
+                "detail": reason.to_string(),
+            });
+            if let crate::dilation::LossReason::Silent(d) = reason {
+                fields["silent_seconds"] = json!(d.as_secs_f64());
+            }
+            line("dilation-lost", fields)
+        }
+        Status::DilationReconnecting {
+            generation,
+            attempt,
+        } => line(
+            "dilation-reconnecting",
+            json!({"generation": generation, "attempt": attempt}),
+        ),
         Status::Pong {
             ping_id,
             time_of_flight,

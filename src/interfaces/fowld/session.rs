@@ -33,7 +33,9 @@ pub struct FowldOptions {
     pub relay: Option<RelayLocation>,
     /// Offer no direct hints (no listener for direct connections).
     pub no_listen: bool,
-    /// Opt-in status kinds: `dilation-connected`, `dilation-reconnecting`.
+    /// The Dilation liveness interval ([`DilationConfig::liveness_interval`](crate::dilation::DilationConfig::liveness_interval)).
+    pub liveness: Duration,
+    /// Opt-in status kinds: `dilation-connected`, `dilation-lost`, `dilation-reconnecting`.
     pub status_events: bool,
     /// Extra CA certificates (DER) for a wss:// mailbox.
     pub extra_root_certificates: Vec<Vec<u8>>,
@@ -161,10 +163,9 @@ impl Session {
                 } => (wormhole, verifier, versions, pending),
                 Keyed::Exit(code) => return code,
             };
-        let dilated = (*wormhole).dilate(dilation_config(
-            self.opts.relay.clone(),
-            self.opts.no_listen,
-        ));
+        let mut config = dilation_config(self.opts.relay.clone(), self.opts.no_listen);
+        config.liveness_interval = self.opts.liveness;
+        let dilated = (*wormhole).dilate(config);
         let engine = Engine::start(dilated.handle(), self.out.clone());
         for cmd in pending {
             self.forwarding_command(&engine, &dilated, cmd);
@@ -292,7 +293,7 @@ impl Session {
         loop {
             tokio::select! {
                 event = d.next_event() => match event {
-                    Some(DilationEvent::Connected { generation, path, peer }) => {
+                    Some(DilationEvent::Connected { generation, path, peer, outage }) => {
                         if !peer_connected {
                             peer_connected = true;
                             self.emit(Status::PeerConnected {
@@ -301,11 +302,14 @@ impl Session {
                             });
                         }
                         if self.opts.status_events {
-                            self.emit(Status::DilationConnected { generation, path, peer });
+                            self.emit(Status::DilationConnected { generation, path, peer, outage });
                         }
                     }
-                    Some(DilationEvent::Reconnecting { generation }) if self.opts.status_events => {
-                        self.emit(Status::DilationReconnecting { generation })
+                    Some(DilationEvent::Lost { generation, reason }) if self.opts.status_events => {
+                        self.emit(Status::DilationLost { generation, reason })
+                    }
+                    Some(DilationEvent::Reconnecting { generation, attempt }) if self.opts.status_events => {
+                        self.emit(Status::DilationReconnecting { generation, attempt })
                     }
                     Some(DilationEvent::Failed(e)) => self.error(e.to_string()),
                     Some(DilationEvent::Wormhole(WormholeEvent::Message(m))) if is_closing(&m) => {
