@@ -80,6 +80,11 @@ pub const MAX_DIAL_TARGETS: usize = 64;
 /// vanished into a path that is back now, and the kernel's SYN retries slow down), up to this
 /// many per target; the oldest is then given up.
 const PARALLEL_DIALS: usize = 3;
+/// Accepted connections still in their handshake at once; more are dropped when accepted (an
+/// unauthenticated client can hold no more of our memory than this many handshakes).
+pub const MAX_INBOUND_HANDSHAKES: usize = 32;
+/// Longest handshake (prologue, Noise, KCM) of an accepted connection.
+const INBOUND_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// I/O the driver must carry out.
 #[must_use]
@@ -543,8 +548,22 @@ impl Endpoint {
         if self.listening != Some(generation) || self.manager.state() != State::Connecting {
             return None;
         }
+        let handshaking = self
+            .conns
+            .values()
+            .filter(|c| c.target.is_none() && matches!(c.state, ConnState::Handshaking { .. }))
+            .count();
+        if handshaking >= MAX_INBOUND_HANDSHAKES {
+            tracing::warn!("dropping a connection from {peer}: {handshaking} handshakes under way");
+            return None;
+        }
         let conn = self.new_conn(now, PathKind::Direct, None);
         self.handle_conn_open(now, conn, peer, local);
+        if let Some(ConnState::Handshaking { deadline, .. }) =
+            self.conns.get_mut(&conn).map(|c| &mut c.state)
+        {
+            *deadline = (*deadline).min(now + INBOUND_HANDSHAKE_TIMEOUT);
+        }
         Some(conn)
     }
 
@@ -961,9 +980,10 @@ impl Endpoint {
             None
         };
         if let Some(why) = refuse {
-            tracing::warn!("closing subchannel {scid} ({subprotocol:?}): {why}");
+            let name: String = subprotocol.chars().take(64).collect();
+            tracing::warn!("closing subchannel {scid} ({name:?}): {why}");
             if let Some(s) = self.session.as_mut() {
-                let _ = s.close(scid);
+                s.refuse(scid);
             }
             return;
         }
@@ -1083,7 +1103,9 @@ impl Endpoint {
         let mut dialing: Vec<ConnId> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.target == Some(target) && matches!(c.state, ConnState::Dialing { .. }))
+            .filter(|(_, c)| {
+                c.target == Some(target) && matches!(c.state, ConnState::Dialing { .. })
+            })
             .map(|(id, _)| *id)
             .collect();
         dialing.sort_unstable();
@@ -1126,7 +1148,11 @@ impl Endpoint {
             }
             // a Follower's held KCMs go out now (at the next timeout, which is due)
             for c in self.conns.values_mut() {
-                if let ConnState::Handshaking { release_at: Some(r), .. } = &mut c.state {
+                if let ConnState::Handshaking {
+                    release_at: Some(r),
+                    ..
+                } = &mut c.state
+                {
                     *r = (*r).min(now);
                 }
             }
@@ -1218,7 +1244,11 @@ impl Endpoint {
     /// Every direct hint of the peer was dialed and failed at least once, and no direct
     /// connection is under way: waiting for one would only delay the relay.
     fn direct_exhausted(&self) -> bool {
-        let mut direct = self.targets.iter().filter(|t| t.path == PathKind::Direct).peekable();
+        let mut direct = self
+            .targets
+            .iter()
+            .filter(|t| t.path == PathKind::Direct)
+            .peekable();
         direct.peek().is_some()
             && direct.all(|t| t.delay > FIRST_RETRY)
             && !self.conns.values().any(|c| {

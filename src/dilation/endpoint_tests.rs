@@ -154,7 +154,11 @@ fn leader_skips_the_relay_grace_once_every_direct_dial_failed() {
     pair.start_dilation();
     assert!(pair.run_until(10 * SECOND, Pair::connected));
     assert_eq!(pair.last_connected(LEADER), Some((0, PathKind::Relay)));
-    assert!(pair.elapsed() < grace, "{:?} (grace {grace:?})", pair.elapsed());
+    assert!(
+        pair.elapsed() < grace,
+        "{:?} (grace {grace:?})",
+        pair.elapsed()
+    );
 }
 
 #[test]
@@ -281,7 +285,11 @@ fn silent_loss_is_detected_by_both_roles_within_the_interval_and_the_session_res
     pair.blackhole = true;
     let lost_at = pair.now;
     write_all(&mut pair, &mut streams, 4096, Duration::from_millis(10));
-    let silent = |p: &Pair, i| lost_reasons(p, i).iter().any(|r| matches!(r, LossReason::Silent(_)));
+    let silent = |p: &Pair, i| {
+        lost_reasons(p, i)
+            .iter()
+            .any(|r| matches!(r, LossReason::Silent(_)))
+    };
     assert!(pair.run_until(3 * interval, |p| silent(p, LEADER) && silent(p, FOLLOWER)));
     let detected = pair.now - lost_at;
     assert!(
@@ -293,11 +301,17 @@ fn silent_loss_is_detected_by_both_roles_within_the_interval_and_the_session_res
     let back = pair.now;
     assert!(pair.run_until(30 * SECOND, Pair::connected));
     let resumed = pair.now - back;
-    assert!(resumed <= 2 * SECOND, "connected again {resumed:?} after the path returned");
+    assert!(
+        resumed <= 2 * SECOND,
+        "connected again {resumed:?} after the path returned"
+    );
     assert!(pair.run_until(60 * SECOND, |p| streams.iter().all(|s| s.complete(p))));
     assert_intact(&pair, &streams);
     let outage = last_outage(&pair, LEADER).expect("reconnected");
-    assert!(outage >= 20 * SECOND - detected, "the outage is reported: {outage:?}");
+    assert!(
+        outage >= 20 * SECOND - detected,
+        "the outage is reported: {outage:?}"
+    );
 }
 
 #[test]
@@ -315,7 +329,10 @@ fn an_address_change_of_either_peer_is_noticed_at_once_and_the_session_resumes()
         pair.change_address(changer, host);
         pair.pump();
         assert!(
-            matches!(lost_reasons(&pair, changer).as_slice(), [LossReason::AddressGone(_)]),
+            matches!(
+                lost_reasons(&pair, changer).as_slice(),
+                [LossReason::AddressGone(_)]
+            ),
             "{:?}",
             lost_reasons(&pair, changer)
         );
@@ -330,7 +347,10 @@ fn an_address_change_of_either_peer_is_noticed_at_once_and_the_session_resumes()
         assert!(pair.run_until(60 * SECOND, |p| streams.iter().all(|s| s.complete(p))));
         assert_intact(&pair, &streams);
         if changer == FOLLOWER {
-            assert_eq!(lost_reasons(&pair, LEADER), vec![LossReason::ProbeUnanswered]);
+            assert_eq!(
+                lost_reasons(&pair, LEADER),
+                vec![LossReason::ProbeUnanswered]
+            );
         }
     }
 }
@@ -345,11 +365,16 @@ fn a_paused_reader_is_never_declared_lost_but_its_peer_notices_silence() {
     pair.run_for(4 * interval);
     // (it may still drop the link when the Leader's `reconnect` arrives through the mailbox)
     assert!(
-        !lost_reasons(&pair, FOLLOWER).iter().any(|r| matches!(r, LossReason::Silent(_))),
+        !lost_reasons(&pair, FOLLOWER)
+            .iter()
+            .any(|r| matches!(r, LossReason::Silent(_))),
         "a paused reader cannot hear: no verdict of silence"
     );
     assert!(
-        matches!(lost_reasons(&pair, LEADER).as_slice(), [LossReason::Silent(_)]),
+        matches!(
+            lost_reasons(&pair, LEADER).as_slice(),
+            [LossReason::Silent(_)]
+        ),
         "{:?}",
         lost_reasons(&pair, LEADER)
     );
@@ -366,17 +391,59 @@ fn an_idle_connection_stays_up_with_pings_from_both_sides() {
     assert_eq!(pair.peers[LEADER].ep.generation(), 0);
 }
 
-#[test]
-fn new_addresses_while_connecting_are_advertised_as_new_hints() {
-    let now = std::time::Instant::now();
+/// A Leader in generation 0 whose listener is up at 198.18.0.1:4321.
+fn listening_leader(now: std::time::Instant) -> Endpoint {
     let mut ep = Endpoint::new(config("ffffffffffffffff"), "ffffffffffffffff");
     ep.handle_key(now, [7; 32]);
     ep.handle_peer_versions(now, vec!["ged".into()]);
     let please = br#"{"type": "please", "side": "0000000000000001", "use-version": "ged"}"#;
     ep.handle_dilate(now, please);
     while ep.poll_action().is_some() {}
+    ep.handle_listening(now, 0, Some((4321, vec!["198.18.0.1".parse().unwrap()])));
+    ep
+}
+
+#[test]
+fn unauthenticated_handshakes_are_capped_and_time_out() {
+    let now = std::time::Instant::now();
+    let mut ep = listening_leader(now);
+    let local = "198.18.0.1:4321".parse().unwrap();
+    let accepted: Vec<Option<ConnId>> = (0..MAX_INBOUND_HANDSHAKES + 8)
+        .map(|i| {
+            let peer = format!("198.18.0.9:{}", 1000 + i).parse().unwrap();
+            ep.handle_accepted(now, 0, peer, local)
+        })
+        .collect();
+    assert!(accepted[..MAX_INBOUND_HANDSHAKES]
+        .iter()
+        .all(Option::is_some));
+    assert!(accepted[MAX_INBOUND_HANDSHAKES..]
+        .iter()
+        .all(Option::is_none));
+    // silent clients: all dropped by the handshake deadline
+    let ours: HashSet<ConnId> = accepted.iter().flatten().copied().collect();
+    let mut closed = 0;
+    let mut t = now;
+    while t < now + Duration::from_secs(10) {
+        t = ep.poll_timeout().expect("timers run");
+        ep.handle_timeout(t);
+        closed += std::iter::from_fn(|| ep.poll_action())
+            .filter(|a| matches!(a, Action::Close { conn } if ours.contains(conn)))
+            .count();
+    }
+    assert_eq!(
+        closed,
+        MAX_INBOUND_HANDSHAKES,
+        "all dropped by {:?}",
+        t - now
+    );
+}
+
+#[test]
+fn new_addresses_while_connecting_are_advertised_as_new_hints() {
+    let now = std::time::Instant::now();
+    let mut ep = listening_leader(now);
     let old: std::net::IpAddr = "198.18.0.1".parse().unwrap();
-    ep.handle_listening(now, 0, Some((4321, vec![old])));
     let sent = |ep: &mut Endpoint| -> Vec<String> {
         std::iter::from_fn(|| ep.poll_action())
             .filter_map(|a| match a {
@@ -391,7 +458,10 @@ fn new_addresses_while_connecting_are_advertised_as_new_hints() {
     let refreshed = sent(&mut ep);
     assert_eq!(refreshed.len(), 1, "{refreshed:?}");
     assert!(refreshed[0].contains("connection-hints") && refreshed[0].contains("198.18.0.7"));
-    assert!(!refreshed[0].contains("198.18.0.1"), "only the new address: {refreshed:?}");
+    assert!(
+        !refreshed[0].contains("198.18.0.1"),
+        "only the new address: {refreshed:?}"
+    );
     ep.handle_addresses(now, vec![old, "198.18.0.7".parse().unwrap()]);
     assert!(sent(&mut ep).is_empty(), "nothing changed, nothing sent");
 }

@@ -64,6 +64,9 @@ pub enum DilationError {
     /// [`Endpoint::open`](super::endpoint::Endpoint::open) with an empty name.
     #[error("a subchannel needs a non-empty subprotocol name")]
     EmptySubprotocol,
+    /// 2^32 generations were used up: no reconnection is possible any more.
+    #[error("no Dilation generation number is left")]
+    GenerationsExhausted,
 }
 
 /// The manager's states (reference §3.4).
@@ -329,7 +332,14 @@ impl Manager {
     }
 
     fn new_generation(&mut self, now: Instant) {
-        self.generation += 1;
+        let Some(next) = self.generation.checked_add(1) else {
+            tracing::error!("no generation number left");
+            self.state = State::Stopped;
+            self.events
+                .push_back(ManagerEvent::Failed(DilationError::GenerationsExhausted));
+            return;
+        };
+        self.generation = next;
         self.start_generation(now);
     }
 
@@ -610,6 +620,19 @@ mod tests {
             m.poll_event(),
             Some(ManagerEvent::Failed(DilationError::Reflection))
         );
+    }
+
+    #[test]
+    fn the_last_generation_number_ends_dilation_cleanly() {
+        let (mut m, now) = started("bbbbbbbbbbbbbbbb", "aaaaaaaaaaaaaaaa");
+        m.connection_made(now);
+        m.generation = u32::MAX;
+        m.connection_lost(now);
+        m.received(now, L1Message::Reconnecting);
+        assert_eq!(m.state(), State::Stopped);
+        assert_eq!(m.generation(), u32::MAX);
+        let events: Vec<ManagerEvent> = std::iter::from_fn(|| m.poll_event()).collect();
+        assert!(events.contains(&ManagerEvent::Failed(DilationError::GenerationsExhausted)));
     }
 
     #[test]

@@ -38,6 +38,13 @@ pub enum SessionEvent {
     },
 }
 
+/// Longest subprotocol name of a peer's OPEN we take; a longer one is refused with CLOSE
+/// (fowl's names are a few bytes).
+pub const MAX_SUBPROTOCOL: usize = 1024;
+/// PONGs waiting to be sent (one per PING received while our writer is stalled); older ones
+/// are dropped beyond it (an unanswered PING costs the peer at most a reconnect).
+const MAX_QUEUED_PONGS: usize = 16;
+
 /// What the driver must do after a timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Liveness {
@@ -240,6 +247,15 @@ impl Session {
         }
     }
 
+    /// Refuses a subchannel the peer opened: our CLOSE goes out and the id is forgotten at once
+    /// (a refused OPEN leaves nothing behind, whether or not the peer ever answers).
+    pub fn refuse(&mut self, scid: Scid) {
+        if let Err(e) = self.outbound.close(scid) {
+            tracing::warn!("cannot refuse subchannel {scid}: {e}");
+        }
+        self.subchannels.remove(&scid);
+    }
+
     /// Sends our CLOSE ("no more data from us").
     pub fn close(&mut self, scid: Scid) -> Result<(), SubchannelError> {
         match self.subchannels.get(&scid).copied() {
@@ -262,7 +278,19 @@ impl Session {
     pub fn received(&mut self, record: Record) {
         match record {
             Record::Kcm => tracing::debug!("ignoring a second KCM"),
-            Record::Ping(id) => self.control.push_back(Record::Pong(id)),
+            Record::Ping(id) => {
+                let pongs = self.control.iter().filter(|r| matches!(r, Record::Pong(_)));
+                if pongs.count() >= MAX_QUEUED_PONGS {
+                    if let Some(i) = self
+                        .control
+                        .iter()
+                        .position(|r| matches!(r, Record::Pong(_)))
+                    {
+                        self.control.remove(i);
+                    }
+                }
+                self.control.push_back(Record::Pong(id));
+            }
             Record::Pong(id) => {
                 if let Some(p) = self.pinger.as_mut() {
                     if p.probe.is_some_and(|(probe, _)| probe == id) {
@@ -280,7 +308,16 @@ impl Session {
             Record::Open { seqnum, .. }
             | Record::Data { seqnum, .. }
             | Record::Close { seqnum, .. } => {
-                self.control.push_back(Record::Ack(seqnum));
+                // ACKs are cumulative: one waiting ACK is enough, the highest
+                let mut ack = seqnum;
+                self.control.retain(|r| match r {
+                    Record::Ack(s) => {
+                        ack = ack.max(*s);
+                        false
+                    }
+                    _ => true,
+                });
+                self.control.push_back(Record::Ack(ack));
                 if self.inbound.accept(seqnum) {
                     self.dispatch(record);
                 }
@@ -296,6 +333,18 @@ impl Session {
                 if self.subchannels.contains_key(&scid) {
                     tracing::info!("ignoring duplicate OPEN for subchannel {scid}");
                     return;
+                }
+                if (scid % 2) == (self.next_scid % 2) {
+                    // an id of ours: taking it would cross two streams once we allocate it
+                    tracing::warn!("ignoring OPEN for subchannel {scid}, an id of ours");
+                    return;
+                }
+                if subprotocol.len() > MAX_SUBPROTOCOL {
+                    tracing::warn!(
+                        "refusing subchannel {scid}: subprotocol name of {} bytes",
+                        subprotocol.len()
+                    );
+                    return self.refuse(scid);
                 }
                 self.subchannels.insert(scid, SubState::Open);
                 self.events

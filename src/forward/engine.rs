@@ -174,10 +174,15 @@ impl Engine {
             let name = request.name.clone();
             let plan = self.services().on_request(&request);
             let opened = match plan {
-                Ok(plan) => endpoint::listen(&plan.at)
-                    .await
-                    .map(|l| (l, plan.desired_port))
-                    .map_err(ForwardError::from),
+                Ok(plan) => {
+                    let opened = endpoint::listen(&plan.at).await;
+                    if opened.is_err() {
+                        self.services().listen_failed(&name);
+                    }
+                    opened
+                        .map(|l| (l, plan.desired_port))
+                        .map_err(ForwardError::from)
+                }
                 Err(e) => Err(ForwardError::from(e)),
             };
             let reply = match &opened {

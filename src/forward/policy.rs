@@ -86,6 +86,8 @@ pub struct Services {
     fledged: HashSet<String>,
     /// Where streams for each established fledge connect.
     targets: HashMap<String, ConnectTo>,
+    /// Names the peer asked us to listen for (one listener each).
+    listened: HashSet<String>,
 }
 
 /// Why the policy refuses. The texts are Python fowl's: a refusal travels to the peer, which
@@ -137,6 +139,9 @@ pub enum PolicyError {
         /// The port the peer named.
         port: u16,
     },
+    /// The peer asked again for a listener it already has (each name gets one).
+    #[error("a listener for \"{0}\" is already open")]
+    AlreadyListening(String),
     /// A stream arrived for a name we never established (`None`: no name at all).
     #[error("Incoming connection against local policy: No service \"{}\"", .0.as_deref().unwrap_or("None"))]
     UnknownStream(Option<String>),
@@ -168,6 +173,9 @@ impl Services {
             .roosts
             .get_mut(&req.name)
             .ok_or_else(|| PolicyError::NoService(req.name.clone()))?;
+        if self.listened.contains(&req.name) {
+            return Err(PolicyError::AlreadyListening(req.name.clone()));
+        }
         if let Some(p) = req.listen_port {
             match spec.listen_port {
                 Some(ours) if ours != p => {
@@ -184,10 +192,17 @@ impl Services {
                 port: spec.listen_port.unwrap_or(0),
             },
         };
+        self.listened.insert(req.name.clone());
         Ok(ListenPlan {
             at,
             desired_port: spec.remote_connect_port,
         })
+    }
+
+    /// The listener planned by [`Services::on_request`] for `name` could not be opened: the
+    /// peer may ask again.
+    pub fn listen_failed(&mut self, name: &str) {
+        self.listened.remove(name);
     }
 
     /// The fledge side gets the reply to its request.
@@ -457,6 +472,16 @@ mod tests {
             "No service permitted for name: early"
         );
         a.add_local(local("mine"));
+        let again = RequestListener {
+            name: "mine".into(),
+            listen_port: None,
+        };
+        a.on_request(&again).unwrap();
+        assert_eq!(
+            a.on_request(&again).unwrap_err().to_string(),
+            "a listener for \"mine\" is already open",
+            "one listener per name, however often the peer asks"
+        );
         assert_eq!(
             a.begin_remote(&remote("mine")).unwrap_err().to_string(),
             "fledge(mine) when we already have a roost for that name"

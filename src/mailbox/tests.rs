@@ -132,7 +132,9 @@ fn reconnect_replays_state_and_resends_unechoed_adds() {
         [MailboxEvent::Disconnected { retry_at }] => *retry_at,
         other => panic!("{other:?}"),
     };
-    assert!(retry_at >= t0 + Duration::from_millis(250) && retry_at < t0 + Duration::from_millis(500));
+    assert!(
+        retry_at >= t0 + Duration::from_millis(250) && retry_at < t0 + Duration::from_millis(500)
+    );
     assert_eq!(c.poll_timeout(), Some(retry_at));
     // commands while offline are only remembered
     c.add("1", b"4".to_vec());

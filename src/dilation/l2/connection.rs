@@ -9,6 +9,10 @@ use crate::key::Key;
 
 /// Default limit on one frame: records up to 16 MiB (ours are at most 64 KiB).
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
+/// Largest frame payload accepted before the connection is open (Noise handshake messages are
+/// 48 bytes, a sealed KCM 17): anything longer is refused before it is buffered, so an
+/// unauthenticated client cannot make us hold more than this.
+pub const HANDSHAKE_MAX_FRAME: usize = 256;
 
 /// What the connection reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +38,8 @@ pub struct L2Connection {
     role: Role,
     state: State,
     reader: FrameReader,
+    /// The frame limit once open.
+    max_frame: usize,
     outbuf: Vec<u8>,
     events: VecDeque<L2Event>,
     psk: Key,
@@ -60,7 +66,8 @@ impl L2Connection {
         let mut c = L2Connection {
             role,
             state: State::AwaitPrologue,
-            reader: FrameReader::new(DEFAULT_MAX_FRAME),
+            reader: FrameReader::new(HANDSHAKE_MAX_FRAME),
+            max_frame: DEFAULT_MAX_FRAME,
             outbuf: Vec::new(),
             events: VecDeque::new(),
             psk: *psk,
@@ -78,9 +85,13 @@ impl L2Connection {
         c
     }
 
-    /// Sets the largest frame payload accepted from the peer (checked before buffering).
+    /// Sets the largest frame payload accepted from the peer once the connection is open
+    /// (checked before buffering; before that, [`HANDSHAKE_MAX_FRAME`]).
     pub fn set_max_frame(&mut self, max: usize) {
-        self.reader.max_frame = max;
+        self.max_frame = max;
+        if self.is_open() {
+            self.reader.max_frame = max;
+        }
     }
 
     /// Our role on this connection.
@@ -264,6 +275,7 @@ impl L2Connection {
                         return Err(L2Error::NotKcm);
                     }
                     self.state = State::Open(t);
+                    self.reader.max_frame = self.max_frame;
                     self.events.push_back(L2Event::Ready);
                 }
                 State::Open(_) => {

@@ -6,7 +6,9 @@ mod cipher;
 mod connection;
 pub mod noise;
 
-pub use connection::{L2Connection, L2Event, RecvHalf, SendHalf, DEFAULT_MAX_FRAME};
+pub use connection::{
+    L2Connection, L2Event, RecvHalf, SendHalf, DEFAULT_MAX_FRAME, HANDSHAKE_MAX_FRAME,
+};
 
 /// Which end of the Dilation this is; the Leader is the Noise initiator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

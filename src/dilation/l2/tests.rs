@@ -234,6 +234,22 @@ fn hostile_input_drops_the_connection() {
 }
 
 #[test]
+fn a_long_frame_before_the_handshake_is_refused_before_it_is_buffered() {
+    // an unauthenticated client sends the (public) prologue, then announces a 1 MiB frame
+    // where the first handshake message belongs
+    let mut hostile = Role::Leader.prologue().to_vec();
+    hostile.extend_from_slice(&(1u32 << 20).to_be_bytes());
+    let mut g = L2Connection::new(Role::Follower, &dilation_key(), None);
+    assert_eq!(
+        g.receive(&hostile),
+        Err(L2Error::FrameTooLarge {
+            len: 1 << 20,
+            max: HANDSHAKE_MAX_FRAME
+        })
+    );
+}
+
+#[test]
 fn frame_limit_is_configurable() {
     let (mut l, mut f) = open_pair();
     f.set_max_frame(1000);

@@ -61,9 +61,33 @@ fn verifier_groups(v: &str) -> String {
         .join(" ")
 }
 
+/// `line` safe for a terminal: control characters (escape sequences, carriage returns, ...)
+/// and bidirectional overrides, which can come with peer or server strings (service names,
+/// errors, the motd), are shown escaped instead of acting on the terminal.
+pub fn clean(line: &str) -> String {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    };
+    if !line.chars().any(unsafe_char) {
+        return line.to_string();
+    }
+    line.chars()
+        .map(|c| match unsafe_char(c) {
+            true => c.escape_unicode().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
+}
+
 impl View {
-    /// Applies one event; returns the plain line to print for it, if any.
+    /// Applies one event; returns the line to print for it, if any (terminal-safe).
     pub fn apply(&mut self, e: &Event) -> Option<String> {
+        self.apply_raw(e).map(|line| clean(&line))
+    }
+
+    fn apply_raw(&mut self, e: &Event) -> Option<String> {
         match e {
             Event::Status(status) => self.status(status),
             Event::Listening { name, port, path } => {
@@ -210,7 +234,7 @@ impl View {
                 if st.ended.is_some() { "  done" } else { "" },
             ));
         }
-        out
+        out.iter().map(|l| clean(l)).collect()
     }
 }
 
@@ -244,5 +268,31 @@ pub fn render(queue: EventQueue, live: bool) {
             drawn = block.len();
         }
         let _ = out.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_strings_cannot_drive_the_terminal() {
+        let mut view = View::default();
+        let hostile = Event::Error("bad\x1b[2J\x1b]0;owned\x07 \r\u{202e}txt".into());
+        let line = view.apply(&hostile).expect("a line");
+        assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
+        assert!(!line.contains('\u{202e}'), "{line:?}");
+        assert!(line.contains("\\u{1b}[2J"), "shown escaped: {line:?}");
+        let listening = Event::Listening {
+            name: "svc\x1b[31m".into(),
+            port: Some(22),
+            path: None,
+        };
+        assert!(!view.apply(&listening).unwrap().contains('\x1b'));
+        assert!(view
+            .block(Duration::from_secs(1))
+            .iter()
+            .all(|l| !l.contains('\x1b')));
+        assert_eq!(clean("plain text: 42"), "plain text: 42");
     }
 }
