@@ -50,6 +50,15 @@ pub struct ServerArgs {
     /// Seconds a spliced relay pair may stay silent before it is closed.
     #[arg(long, default_value_t = 600)]
     pub relay_idle_timeout: u64,
+    /// Mailbox server connections from one client address at most.
+    #[arg(long, default_value_t = 64)]
+    pub mailbox_max_per_address: usize,
+    /// Mailboxes stored at once at most.
+    #[arg(long, default_value_t = 100_000)]
+    pub mailbox_max_mailboxes: usize,
+    /// Relay connections from one client address at most.
+    #[arg(long, default_value_t = 128)]
+    pub relay_max_per_address: usize,
 }
 
 async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
@@ -72,6 +81,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             disallow_list: args.disallow_list,
             mailbox_expiry: args.mailbox_expiry as f64,
             max_connections: args.mailbox_max_connections,
+            max_per_address: args.mailbox_max_per_address,
+            max_mailboxes: args.mailbox_max_mailboxes,
             ..Default::default()
         };
         let server = mailbox::serve(bind(&args.mailbox_listen).await?, config)?;
@@ -82,6 +93,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if !args.no_relay {
         let config = RelayConfig {
             max_connections: args.relay_max_connections,
+            max_per_address: args.relay_max_per_address,
             max_waiting: args.relay_max_waiting,
             waiting_timeout: Duration::from_secs(args.relay_waiting_timeout),
             idle_timeout: Duration::from_secs(args.relay_idle_timeout),

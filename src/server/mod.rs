@@ -19,5 +19,8 @@
 //! # }
 //! ```
 
+mod limits;
 pub mod mailbox;
 pub mod relay;
+
+pub use limits::{AddressLimit, AddressSlot};

@@ -29,6 +29,16 @@ pub struct MailboxConfig {
     pub max_connections: usize,
     /// A connection that has not sent `bind` after this long is closed (seconds).
     pub bind_timeout: f64,
+    /// Seconds allowed for the WebSocket upgrade of a new connection.
+    pub handshake_timeout: f64,
+    /// Open connections from one client address at most.
+    pub max_per_address: usize,
+    /// Bytes queued for one connection that does not read at most; beyond, it is disconnected.
+    pub max_send_queue: usize,
+    /// Mailboxes stored at once, in all apps; a new one beyond is refused.
+    pub max_mailboxes: usize,
+    /// Longest app id, side, phase, nameplate or mailbox id accepted (bytes).
+    pub max_string: usize,
 }
 
 impl Default for MailboxConfig {
@@ -42,6 +52,11 @@ impl Default for MailboxConfig {
             prune_interval: 5.0 * 60.0,
             max_connections: 10_000,
             bind_timeout: 60.0,
+            handshake_timeout: 10.0,
+            max_per_address: 64,
+            max_send_queue: 40 << 20,
+            max_mailboxes: 100_000,
+            max_string: 1024,
         }
     }
 }
@@ -194,6 +209,17 @@ impl MailboxState {
             self.send(id, "pong", fields, now);
             return Ok(());
         }
+        let limit = self.config.max_string;
+        let too_long = ["appid", "side", "phase", "nameplate", "mailbox"]
+            .iter()
+            .any(|k| {
+                msg.get(*k)
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| v.len() > limit)
+            });
+        if too_long {
+            return Err(Refusal("string too long"));
+        }
         let conn = self.conns.get_mut(&id).ok_or(Refusal("must bind first"))?;
         if kind == "bind" {
             if conn.app.is_some() {
@@ -235,8 +261,10 @@ impl MailboxState {
                 if allocated {
                     return Err(Refusal("you already allocated one, don't be greedy"));
                 }
+                let nameplate = self
+                    .free_nameplate(&app_id)
+                    .ok_or(Refusal("no nameplate left"))?;
                 self.conn(id).allocated = true;
-                let nameplate = self.free_nameplate(&app_id);
                 self.claim(&app_id, &nameplate, &side, now)?;
                 let mut fields = Map::new();
                 fields.insert("nameplate".into(), nameplate.into());
@@ -320,10 +348,12 @@ impl MailboxState {
                 else {
                     return Err(Refusal("must open mailbox before adding"));
                 };
-                if mb.stored + body.len() > self.config.max_mailbox_bytes {
+                // everything stored counts, not only the body
+                let size = message.to_string().len();
+                if mb.stored + size > self.config.max_mailbox_bytes {
                     return Err(Refusal("mailbox full"));
                 }
-                mb.stored += body.len();
+                mb.stored += size;
                 mb.updated = now;
                 mb.messages.push(message.clone());
                 let listeners: Vec<ConnId> = mb.listeners.iter().copied().collect();
@@ -405,6 +435,13 @@ impl MailboxState {
         side: &str,
         now: f64,
     ) -> Result<&mut Mailbox, Refusal> {
+        let exists = self
+            .apps
+            .get(app_id)
+            .is_some_and(|a| a.mailboxes.contains_key(mailbox));
+        if !exists && self.mailboxes() >= self.config.max_mailboxes {
+            return Err(Refusal("too many mailboxes"));
+        }
         let app = self.apps.entry(app_id.into()).or_default();
         let mb = app
             .mailboxes
@@ -457,8 +494,9 @@ impl MailboxState {
         self.apps.values().map(|a| a.mailboxes.len()).sum()
     }
 
-    /// A random free nameplate of the shortest possible length.
-    fn free_nameplate(&mut self, app_id: &str) -> String {
+    /// A random free nameplate of the shortest possible length; `None` when all million are
+    /// taken (never a loop without end).
+    fn free_nameplate(&mut self, app_id: &str) -> Option<String> {
         let used: HashSet<String> = self
             .apps
             .get(app_id)
@@ -469,15 +507,21 @@ impl MailboxState {
                 .filter(|n| !used.contains(&n.to_string()))
                 .collect();
             if !free.is_empty() {
-                return free[self.rng.gen_range(0..free.len())].to_string();
+                return Some(free[self.rng.gen_range(0..free.len())].to_string());
             }
         }
-        loop {
+        for _ in 0..1000 {
             let n = self.rng.gen_range(1000u32..=999_999).to_string();
             if !used.contains(&n) {
-                return n;
+                return Some(n);
             }
         }
+        // nearly full: look at every one, from a random start
+        let start = self.rng.gen_range(1000u32..=999_999);
+        (start..=999_999)
+            .chain(1000..start)
+            .map(|n| n.to_string())
+            .find(|n| !used.contains(n))
     }
 }
 

@@ -327,8 +327,9 @@ fn unlistened_mailboxes_are_pruned_and_listened_ones_live_on() {
 
 #[test]
 fn a_full_mailbox_refuses_more_messages() {
+    // what is stored counts whole (side, phase, id and time too): about 75 bytes a message here
     let mut s = MailboxState::new(MailboxConfig {
-        max_mailbox_bytes: 10,
+        max_mailbox_bytes: 100,
         ..Default::default()
     });
     bound(&mut s, 1, "s1");
@@ -343,4 +344,73 @@ fn a_full_mailbox_refuses_more_messages() {
         c.error(json!({"type": "add", "phase": "2", "body": "55"})),
         "mailbox full"
     );
+}
+
+#[test]
+fn phases_count_against_the_mailbox_size_not_only_bodies() {
+    let mut s = MailboxState::new(MailboxConfig {
+        max_mailbox_bytes: 1000,
+        ..Default::default()
+    });
+    bound(&mut s, 1, "s1");
+    let mut c = Client {
+        server: &mut s,
+        id: 1,
+    };
+    c.send(json!({"type": "open", "mailbox": "m"}));
+    let phase = "p".repeat(600);
+    let echoed = c.send(json!({"type": "add", "phase": phase, "body": ""}));
+    assert_eq!(echoed[0]["type"], "message");
+    assert_eq!(
+        c.error(json!({"type": "add", "phase": phase, "body": ""})),
+        "mailbox full",
+        "empty bodies, yet 1.2 KB stored"
+    );
+}
+
+#[test]
+fn long_strings_and_too_many_mailboxes_are_refused() {
+    let mut s = MailboxState::new(MailboxConfig {
+        max_mailboxes: 2,
+        max_string: 64,
+        ..Default::default()
+    });
+    connect(&mut s, 1);
+    let mut c = Client {
+        server: &mut s,
+        id: 1,
+    };
+    let long = "a".repeat(65);
+    assert_eq!(
+        c.error(json!({"type": "bind", "appid": long, "side": "s"})),
+        "string too long"
+    );
+    c.send(json!({"type": "bind", "appid": "app", "side": "s1"}));
+    assert_eq!(
+        c.error(json!({"type": "open", "mailbox": long})),
+        "string too long"
+    );
+    c.send(json!({"type": "open", "mailbox": "m1"}));
+    for (id, mailbox) in [(2, "m2"), (3, "m3")] {
+        bound(c.server, id, "s2");
+        let mut other = Client {
+            server: c.server,
+            id,
+        };
+        let replies = other.send(json!({"type": "open", "mailbox": mailbox}));
+        if mailbox == "m3" {
+            assert_eq!(replies[0]["error"], "too many mailboxes");
+        } else {
+            assert!(replies.is_empty(), "{replies:?}");
+        }
+    }
+    // an existing mailbox can still be opened
+    bound(c.server, 4, "s3");
+    let mut joiner = Client {
+        server: c.server,
+        id: 4,
+    };
+    assert!(joiner
+        .send(json!({"type": "open", "mailbox": "m2"}))
+        .is_empty());
 }

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,20 +16,36 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::state::{ConnId, MailboxConfig, MailboxState};
 use crate::mailbox::messages::MAX_SERVER_MESSAGE;
+use crate::server::AddressLimit;
+
+/// A connection's writer: frames to send, and the bytes of those not yet sent.
+struct Sender {
+    frames: mpsc::UnboundedSender<String>,
+    queued: Arc<AtomicUsize>,
+}
 
 struct Shared {
     state: MailboxState,
-    senders: HashMap<ConnId, mpsc::UnboundedSender<String>>,
+    senders: HashMap<ConnId, Sender>,
     next_id: ConnId,
+    max_send_queue: usize,
 }
 
 impl Shared {
-    /// Hands every pending frame to its connection's writer.
+    /// Hands every pending frame to its connection's writer. A connection whose unsent frames
+    /// would pass the send-queue bound (a client that does not read) is disconnected.
     fn flush(&mut self) {
         while let Some((to, frame)) = self.state.poll_transmit() {
-            if let Some(tx) = self.senders.get(&to) {
-                let _ = tx.send(frame);
+            let Some(tx) = self.senders.get(&to) else {
+                continue;
+            };
+            let queued = tx.queued.fetch_add(frame.len(), Ordering::Relaxed) + frame.len();
+            if queued > self.max_send_queue {
+                tracing::warn!("mailbox server: disconnecting a client that does not read ({queued} bytes queued)");
+                self.senders.remove(&to); // its writer sees the end and closes
+                continue;
             }
+            let _ = tx.frames.send(frame);
         }
     }
 }
@@ -67,20 +84,41 @@ pub fn serve(listener: TcpListener, config: MailboxConfig) -> std::io::Result<Ma
         state: MailboxState::new(config.clone()),
         senders: HashMap::new(),
         next_id: 0,
+        max_send_queue: config.max_send_queue,
     }));
     let bind_timeout = Duration::from_secs_f64(config.bind_timeout);
+    let handshake_timeout = Duration::from_secs_f64(config.handshake_timeout);
+    let addresses = AddressLimit::new(config.max_per_address);
     let prune_every = Duration::from_secs_f64(config.prune_interval);
     let max_connections = config.max_connections;
     let task = tokio::spawn(async move {
         let mut conns = tokio::task::JoinSet::new();
         let mut prune = tokio::time::interval(prune_every);
+        let mut refused: u64 = 0;
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) if conns.len() < max_connections => {
-                        conns.spawn(connection(stream, shared.clone(), bind_timeout));
+                    Ok((stream, peer)) if conns.len() < max_connections => {
+                        let Some(slot) = addresses.admit(peer.ip()) else {
+                            refused += 1;
+                            tracing::warn!("mailbox server: {} has its fill of connections, closing a new one ({refused} refused so far)", peer.ip());
+                            continue;
+                        };
+                        let shared = shared.clone();
+                        conns.spawn(async move {
+                            let upgrade = tokio::time::timeout(handshake_timeout, upgrade(stream));
+                            match upgrade.await {
+                                Ok(Some(ws)) => connection(ws, shared, bind_timeout).await,
+                                Ok(None) => {}
+                                Err(_) => tracing::debug!("mailbox server: WebSocket upgrade timed out"),
+                            }
+                            drop(slot);
+                        });
                     }
-                    Ok(_) => tracing::debug!("mailbox server: connection limit reached"),
+                    Ok(_) => {
+                        refused += 1;
+                        tracing::warn!("mailbox server: connection limit reached ({refused} refused so far)");
+                    }
                     Err(e) => {
                         tracing::warn!("mailbox server: accept failed: {e}");
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -103,8 +141,14 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+/// Longest wait for one frame to go out to a client.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The WebSocket upgrade on path `/v1`; `None` if it fails.
 #[allow(clippy::result_large_err)] // the handshake callback type is tungstenite's
-async fn connection(stream: TcpStream, shared: Arc<Mutex<Shared>>, bind_timeout: Duration) {
+async fn upgrade(stream: TcpStream) -> Option<Ws> {
     let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         if req.uri().path() == "/v1" {
             Ok(resp)
@@ -119,17 +163,23 @@ async fn connection(stream: TcpStream, shared: Arc<Mutex<Shared>>, bind_timeout:
         max_frame_size: Some(MAX_SERVER_MESSAGE),
         ..Default::default()
     };
-    let Ok(mut ws) =
-        tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config)).await
-    else {
-        return;
-    };
+    tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config))
+        .await
+        .ok()
+}
+
+async fn connection(mut ws: Ws, shared: Arc<Mutex<Shared>>, bind_timeout: Duration) {
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
     let id = {
         let mut s = lock(&shared);
         let id = s.next_id;
         s.next_id += 1;
-        s.senders.insert(id, tx);
+        let sender = Sender {
+            frames: tx,
+            queued: queued.clone(),
+        };
+        s.senders.insert(id, sender);
         s.state.connected(id, now());
         s.flush();
         id
@@ -162,11 +212,18 @@ async fn connection(stream: TcpStream, shared: Arc<Mutex<Shared>>, bind_timeout:
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => break,
             },
-            Some(out) = rx.recv() => {
-                if ws.send(Message::text(out)).await.is_err() {
-                    break;
+            out = rx.recv() => match out {
+                Some(out) => {
+                    let n = out.len();
+                    // a client that stops reading cannot hold this task for ever
+                    let sent = tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::text(out))).await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        break;
+                    }
+                    queued.fetch_sub(n, Ordering::Relaxed);
                 }
-            }
+                None => break, // disconnected by the server (it does not read)
+            },
         }
     }
     let mut s = lock(&shared);

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::state::{parse_handshake, Arrival, RelayConnId, RelayState, MAX_HANDSHAKE_LINE};
+use crate::server::{AddressLimit, AddressSlot};
 
 /// Limits of the relay; see `protocol/relay-server.md`.
 #[derive(Debug, Clone)]
@@ -27,6 +28,8 @@ pub struct RelayConfig {
     pub waiting_timeout: Duration,
     /// A spliced pair with no byte in either direction for this long is closed.
     pub idle_timeout: Duration,
+    /// Open connections from one client address at most; more are closed at once.
+    pub max_per_address: usize,
 }
 
 impl Default for RelayConfig {
@@ -37,6 +40,7 @@ impl Default for RelayConfig {
             handshake_timeout: Duration::from_secs(30),
             waiting_timeout: Duration::from_secs(120),
             idle_timeout: Duration::from_secs(600),
+            max_per_address: 128,
         }
     }
 }
@@ -44,10 +48,18 @@ impl Default for RelayConfig {
 /// Bytes read per system call while splicing, per direction.
 const SPLICE_BUFFER: usize = 64 * 1024;
 
+/// A connection with what it counts against: a connection permit and its address's slot
+/// (handed over with the socket, so a spliced pair holds two of each).
+struct Counted {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+    _slot: AddressSlot,
+}
+
 struct Shared {
     state: RelayState,
     /// Waiting connections: where to hand a partner's socket.
-    waiters: HashMap<RelayConnId, oneshot::Sender<TcpStream>>,
+    waiters: HashMap<RelayConnId, oneshot::Sender<Counted>>,
 }
 
 fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
@@ -97,12 +109,14 @@ pub fn serve(listener: TcpListener, config: RelayConfig) -> std::io::Result<Rela
     let max_connections = config.max_connections;
     let permits = Arc::new(Semaphore::new(max_connections));
     let (task_shared, task_permits) = (shared.clone(), permits.clone());
+    let addresses = AddressLimit::new(config.max_per_address);
     let task = tokio::spawn(async move {
         let config = Arc::new(config);
         let mut next_id: RelayConnId = 0;
+        let mut refused: u64 = 0;
         loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // out of descriptors, typically: back off instead of spinning
                     tracing::warn!("relay: accept failed: {e}");
@@ -111,15 +125,23 @@ pub fn serve(listener: TcpListener, config: RelayConfig) -> std::io::Result<Rela
                 }
             };
             let Ok(permit) = task_permits.clone().try_acquire_owned() else {
-                tracing::debug!("relay: connection limit reached, closing a new connection");
+                refused += 1;
+                tracing::warn!("relay: connection limit reached, closing a new connection ({refused} refused so far)");
+                continue;
+            };
+            let Some(slot) = addresses.admit(peer.ip()) else {
+                refused += 1;
+                tracing::warn!("relay: {} has {} connections open, closing a new one ({refused} refused so far)", peer.ip(), config.max_per_address);
                 continue;
             };
             next_id += 1;
             let (id, shared, config) = (next_id, task_shared.clone(), config.clone());
-            tokio::spawn(async move {
-                connection(stream, id, shared, &config).await;
-                drop(permit);
-            });
+            let counted = Counted {
+                stream,
+                _permit: permit,
+                _slot: slot,
+            };
+            tokio::spawn(async move { connection(counted, id, shared, &config).await });
         }
     });
     Ok(RelayServerHandle {
@@ -139,13 +161,14 @@ enum Left {
 }
 
 async fn connection(
-    mut stream: TcpStream,
+    mut counted: Counted,
     id: RelayConnId,
     shared: Arc<Mutex<Shared>>,
     config: &RelayConfig,
 ) {
+    let stream = &mut counted.stream;
     let _ = stream.set_nodelay(true);
-    let line = match tokio::time::timeout(config.handshake_timeout, read_line(&mut stream)).await {
+    let line = match tokio::time::timeout(config.handshake_timeout, read_line(stream)).await {
         Err(_) => return tracing::debug!("relay: handshake timed out"),
         Ok(Err(e)) => return tracing::debug!("relay: handshake read failed: {e}"),
         Ok(Ok(line)) => line,
@@ -154,16 +177,16 @@ async fn connection(
         Line::Complete { line, early } => (line, early),
         Line::Closed => return,
         Line::TooLong => {
-            refuse(stream, b"bad handshake\n").await;
+            refuse(counted.stream, b"bad handshake\n").await;
             return;
         }
     };
     let Some(hs) = parse_handshake(&line) else {
-        refuse(stream, b"bad handshake\n").await;
+        refuse(counted.stream, b"bad handshake\n").await;
         return;
     };
     if early {
-        refuse(stream, b"impatient\n").await;
+        refuse(counted.stream, b"impatient\n").await;
         return;
     }
     let token = hs.token.clone();
@@ -181,7 +204,7 @@ async fn connection(
                 }
                 if let Some(waiter) = s.waiters.remove(partner) {
                     // the waiter splices; a send error means it is already gone, and we close
-                    let _ = waiter.send(stream);
+                    let _ = waiter.send(counted);
                 }
                 return;
             }
@@ -191,17 +214,17 @@ async fn connection(
     };
     if arrival == Arrival::Full {
         tracing::debug!("relay: too many waiting connections");
-        refuse(stream, b"crowded\n").await;
+        refuse(counted.stream, b"crowded\n").await;
         return;
     }
     let mut rx = rx;
     let mut probe = [0u8; 1];
     let left = tokio::select! {
         partner = &mut rx => match partner {
-            Ok(partner) => return splice(stream, partner, config.idle_timeout).await,
+            Ok(partner) => return splice(counted, partner, config.idle_timeout).await,
             Err(_) => return, // redundant: another pair formed for this token
         },
-        read = stream.read(&mut probe) => match read {
+        read = counted.stream.read(&mut probe) => match read {
             Ok(0) | Err(_) => Left::Closed,
             Ok(_) => Left::Impatient,
         },
@@ -219,12 +242,12 @@ async fn connection(
         // a partner took us in the meantime; its socket is on its way
         let Ok(partner) = rx.await else { return };
         if matches!(left, Left::TimedOut) {
-            return splice(stream, partner, config.idle_timeout).await;
+            return splice(counted, partner, config.idle_timeout).await;
         }
         return; // we are closed or impatient: the partner is closed as well
     }
     if matches!(left, Left::Impatient) {
-        refuse(stream, b"impatient\n").await;
+        refuse(counted.stream, b"impatient\n").await;
     }
     tracing::debug!("relay: a waiting connection left");
 }
@@ -278,7 +301,8 @@ async fn read_line(stream: &mut TcpStream) -> std::io::Result<Line> {
 
 /// Says `ok` to both ends and copies bytes both ways until either end closes or errs, or the pair
 /// stays idle for `idle`; then both are closed.
-async fn splice(mut a: TcpStream, mut b: TcpStream, idle: Duration) {
+async fn splice(mut a: Counted, mut b: Counted, idle: Duration) {
+    let (a, b) = (&mut a.stream, &mut b.stream);
     if a.write_all(b"ok\n").await.is_err() || b.write_all(b"ok\n").await.is_err() {
         return;
     }

@@ -1,0 +1,87 @@
+//! Per-address connection counting, shared by the mailbox server and the relay.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+/// Counts open connections per client address; a [`AddressSlot`] holds one until dropped.
+#[derive(Debug, Clone)]
+pub struct AddressLimit {
+    per_address: usize,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// One connection counted against its address.
+#[derive(Debug)]
+pub struct AddressSlot {
+    ip: IpAddr,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl AddressLimit {
+    /// At most `per_address` connections at once from one address.
+    pub fn new(per_address: usize) -> AddressLimit {
+        AddressLimit {
+            per_address,
+            open: Arc::default(),
+        }
+    }
+
+    /// A slot for a new connection from `ip`, or `None` if that address has its fill. IPv4
+    /// addresses mapped into IPv6 count as IPv4.
+    pub fn admit(&self, ip: IpAddr) -> Option<AddressSlot> {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_default();
+        if *n >= self.per_address {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            ip,
+            open: self.open.clone(),
+        })
+    }
+
+    /// Addresses with at least one open connection.
+    pub fn addresses(&self) -> usize {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_address_gets_its_share_and_slots_come_back() {
+        let limit = AddressLimit::new(2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let s1 = limit.admit(a).unwrap();
+        let _s2 = limit.admit(mapped).unwrap();
+        assert!(
+            limit.admit(a).is_none(),
+            "the mapped form counts as the same address"
+        );
+        assert!(limit.admit(b).is_some(), "other addresses are not affected");
+        drop(s1);
+        assert!(limit.admit(a).is_some());
+    }
+}
