@@ -149,6 +149,8 @@ async fn a_thousand_waiting_connections_are_held_then_time_out() {
     let relay = relay(RelayConfig {
         waiting_timeout: Duration::from_secs(3),
         max_waiting: 1500,
+        // every client here comes from 127.0.0.1
+        max_per_address: 2000,
         ..Default::default()
     })
     .await;
