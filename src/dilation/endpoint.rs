@@ -60,7 +60,7 @@ use super::l1::L1Message;
 use super::l2::{relay_line, L2Connection, L2Event, RecvHalf, Role, SendHalf};
 use super::manager::{DilationError, Manager, ManagerAction, ManagerEvent, State};
 use super::record::{Record, Scid};
-use super::session::{Liveness, Session, SessionEvent};
+use super::session::{Liveness, Session, SessionEvent, SubchannelError};
 use crate::key::{self, Key};
 
 /// Names one TCP connection (dialed or accepted) for the whole life of the endpoint.
@@ -420,6 +420,12 @@ impl Endpoint {
     /// The selected connection, if any.
     pub fn selected(&self) -> Option<ConnId> {
         self.selected
+    }
+
+    /// Tests: the session.
+    #[cfg(test)]
+    pub(crate) fn session_mut(&mut self) -> Option<&mut Session> {
+        self.session.as_mut()
     }
 
     /// Bytes sent and not yet acknowledged by the peer.
@@ -782,16 +788,23 @@ impl Endpoint {
 
     /// Queues DATA on a subchannel; `false` if the subchannel cannot take it (the bytes are
     /// reported back as [`Event::Sent`]).
-    pub fn send_data(&mut self, scid: Scid, data: Vec<u8>) -> bool {
+    pub fn send_data(&mut self, now: Instant, scid: Scid, data: Vec<u8>) -> bool {
         let n = data.len();
-        let ok = self
-            .session
-            .as_mut()
-            .is_some_and(|s| s.send_data(scid, data).is_ok());
-        if !ok {
+        let result = match self.session.as_mut() {
+            Some(s) => s.send_data(scid, data),
+            None => Err(SubchannelError::Unknown(scid)),
+        };
+        if let Err(SubchannelError::Exhausted(_)) = result {
+            // 2^32 records were sent: nothing more can be, and data must not vanish silently
+            tracing::error!("Dilation sequence numbers exhausted: stopping");
+            let failed = DilationEvent::Failed(DilationError::SeqnumsExhausted);
+            self.events.push_back(Event::Status(failed));
+            self.stop(now);
+        }
+        if result.is_err() {
             self.events.push_back(Event::Sent { data_bytes: n });
         }
-        ok
+        result.is_ok()
     }
 
     /// No more data from us on `scid`.

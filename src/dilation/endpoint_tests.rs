@@ -52,7 +52,8 @@ impl Stream {
         if self.written < self.payload.len() {
             let end = (self.written + chunk).min(self.payload.len());
             let data = self.payload[self.written..end].to_vec();
-            assert!(pair.peers[self.from].ep.send_data(scid, data));
+            let now = pair.now;
+            assert!(pair.peers[self.from].ep.send_data(now, scid, data));
             self.written = end;
         } else if !self.closed {
             pair.peers[self.from].ep.close_subchannel(scid);
@@ -957,4 +958,34 @@ fn loopback_only_listens_advertises_and_dials_only_loopback() {
         })
         .collect();
     assert_eq!(dials, [("127.0.0.1".to_string(), 4002)]);
+}
+
+#[test]
+fn running_out_of_sequence_numbers_stops_dilation_with_an_error_never_silently() {
+    let mut pair = connected_pair();
+    let mut rng = Rng::new(12);
+    let mut stream = Stream::new(&mut pair, LEADER, "a", 10, &mut rng);
+    pair.run_for(SECOND);
+    let scid = pair.scid(LEADER, stream.open).expect("opened");
+    stream.written = stream.payload.len(); // written by hand below
+    let ep = &mut pair.peers[LEADER].ep;
+    ep.session_mut().expect("a session").exhaust_seqnums(1);
+    let now = pair.now;
+    assert!(
+        ep.send_data(now, scid, b"last".to_vec()),
+        "the last sequence number"
+    );
+    assert!(
+        !ep.send_data(now, scid, b"lost?".to_vec()),
+        "refused, not dropped"
+    );
+    pair.pump();
+    assert!(
+        pair.peers[LEADER].events.iter().any(|e| matches!(
+            e,
+            Event::Status(DilationEvent::Failed(DilationError::SeqnumsExhausted))
+        )),
+        "the application is told"
+    );
+    assert_eq!(pair.peers[LEADER].ep.manager_state(), State::Stopped);
 }

@@ -64,6 +64,9 @@ pub enum DilationError {
     /// [`Endpoint::open`](super::endpoint::Endpoint::open) with an empty name.
     #[error("a subchannel needs a non-empty subprotocol name")]
     EmptySubprotocol,
+    /// 2^32 records were sent: no sequence number is left for more.
+    #[error("Dilation sequence numbers exhausted")]
+    SeqnumsExhausted,
     /// 2^32 generations were used up: no reconnection is possible any more.
     #[error("no Dilation generation number is left")]
     GenerationsExhausted,

@@ -27,6 +27,12 @@ pub struct Outbound {
 pub struct SeqnumExhausted;
 
 impl Outbound {
+    /// Tests: only `left` sequence numbers remain.
+    #[cfg(test)]
+    pub fn exhaust(&mut self, left: u64) {
+        self.next_seqnum = (1u64 << 32) - left;
+    }
+
     fn seqnum(&mut self) -> Result<Seqnum, SeqnumExhausted> {
         let s = Seqnum::try_from(self.next_seqnum).map_err(|_| SeqnumExhausted)?;
         self.next_seqnum += 1;

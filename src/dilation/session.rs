@@ -427,6 +427,12 @@ impl Session {
         resend || self.in_flight < self.unacked_limit
     }
 
+    /// Tests: only `left` sequence numbers remain.
+    #[cfg(test)]
+    pub fn exhaust_seqnums(&mut self, left: u64) {
+        self.outbound.exhaust(left);
+    }
+
     /// Changes the cap on unacknowledged bytes beyond which no fresh record is sent.
     pub fn set_unacked_limit(&mut self, limit: usize) {
         self.unacked_limit = limit;

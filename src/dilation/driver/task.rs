@@ -333,7 +333,7 @@ impl Task {
     fn sub_command(&mut self, cmd: SubCommand) {
         match cmd {
             SubCommand::Data { scid, data } => {
-                let _ = self.ep.send_data(scid, data);
+                let _ = self.ep.send_data(Instant::now(), scid, data);
             }
             SubCommand::Close { scid } => self.ep.close_subchannel(scid),
             SubCommand::Dropped { scid } => {
