@@ -80,6 +80,8 @@
 pub mod code;
 pub mod dilation;
 pub mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod interfaces;
 pub mod key;
 mod mailbox;

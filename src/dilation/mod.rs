@@ -7,12 +7,12 @@ mod config;
 mod driver;
 pub mod endpoint;
 pub mod hints;
-mod l1;
+pub(crate) mod l1;
 pub mod l2;
 mod manager;
 pub mod record;
 mod reliability;
-mod session;
+pub(crate) mod session;
 
 pub use config::{DilationConfig, DilationEvent, LossReason, PathKind, DEFAULT_LIVENESS_INTERVAL};
 pub use driver::{Dilated, DilatedHandle, FullyClosed, Subchannel, SubchannelListener, MAX_DATA};

@@ -156,9 +156,14 @@ impl Session {
         self.outbound.queued_bytes()
     }
 
-    #[cfg(test)]
+    /// Subchannels known now.
     pub fn open_subchannels(&self) -> usize {
         self.subchannels.len()
+    }
+
+    /// Control records (ACK, PING, PONG) waiting to be sent.
+    pub fn control_len(&self) -> usize {
+        self.control.len()
     }
 
     /// A connection was selected: everything unacked is resent first, in order.

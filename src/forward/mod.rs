@@ -6,8 +6,8 @@ mod copy;
 mod endpoint;
 mod engine;
 mod events;
-mod frame;
-mod messages;
+pub(crate) mod frame;
+pub(crate) mod messages;
 mod policy;
 
 pub use endpoint::EndpointError;

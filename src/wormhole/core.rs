@@ -412,29 +412,10 @@ impl WormholeCore {
     }
 
     fn got_version(&mut self, now: Instant, plaintext: &[u8]) {
-        let value: Value = match serde_json::from_slice(plaintext) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => {
-                return self.fail(
-                    now,
-                    WormholeError::Peer("version message is not a JSON object".into()),
-                )
-            }
+        let (app_versions, can_dilate) = match parse_version(plaintext) {
+            Ok(parsed) => parsed,
+            Err(e) => return self.fail(now, e),
         };
-        let app_versions = value
-            .get("app_versions")
-            .cloned()
-            .unwrap_or_else(|| Value::Object(Default::default()));
-        let can_dilate = value
-            .get("can-dilate")
-            .and_then(Value::as_array)
-            .map(|list| {
-                list.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
         self.events.push_back(WormholeEvent::PeerVersions {
             app_versions,
             can_dilate,
@@ -504,4 +485,32 @@ fn numeric(phase: &str) -> Option<u64> {
         return None;
     }
     phase.parse().ok()
+}
+
+/// The peer's `version` phase: its `app_versions` (an empty object when absent) and the Dilation
+/// versions of its `can-dilate`.
+pub(crate) fn parse_version(plaintext: &[u8]) -> Result<(Value, Vec<String>), WormholeError> {
+    let value: Value = match serde_json::from_slice(plaintext) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            return Err(WormholeError::Peer(
+                "version message is not a JSON object".into(),
+            ))
+        }
+    };
+    let app_versions = value
+        .get("app_versions")
+        .cloned()
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    let can_dilate = value
+        .get("can-dilate")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((app_versions, can_dilate))
 }

@@ -4,6 +4,7 @@
 //! [`WormholeCore`] is the sans-IO state machine; [`Wormhole`] drives it over a WebSocket.
 
 mod core;
+pub(crate) use core::parse_version;
 mod driver;
 mod error;
 #[cfg(test)]
