@@ -73,7 +73,7 @@ pub type OpenId = u64;
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 const MAX_RETRY: Duration = Duration::from_secs(1);
 /// Longest wait for the PONG of a probe (see [`LossReason::ProbeUnanswered`]).
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Peer hints dialed per generation; more are ignored.
 pub const MAX_DIAL_TARGETS: usize = 64;
 /// A dial still unanswered after [`MAX_RETRY`] gets a parallel attempt (its SYN may have
@@ -908,8 +908,9 @@ impl Endpoint {
                         loopback,
                     });
                 } else if let Some(relay) = self.our_relay() {
-                    let hint = relay.hint();
-                    self.manager.send_hints(vec![hint]);
+                    let hints = vec![relay.hint()];
+                    self.advertised = hints.clone();
+                    self.manager.send_hints(hints);
                 }
                 if let Some(relay) = self.our_relay().cloned() {
                     self.add_target(now, relay.host, relay.port, PathKind::Relay);

@@ -223,7 +223,7 @@ impl Wormhole {
 }
 
 /// How often the mailbox connection's local address is looked for among the interfaces.
-const ADDRESS_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+const ADDRESS_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Whether `ip` is still an address of one of the host's interfaces.
 fn address_present(ip: std::net::IpAddr) -> bool {

@@ -57,8 +57,15 @@ impl Fowld {
                 None => Command::new(super::venv().join("bin/fowld")),
             },
         };
+        cmd.args(["--mailbox", mailbox]);
+        Fowld::from_command(which, cmd)
+    }
+
+    /// Starts fowld from a prepared command: program, arguments (`--mailbox` included),
+    /// environment and stderr already set; stdin and stdout are piped here. For fixtures that run
+    /// it elsewhere, e.g. inside a network namespace with `ip netns exec` (`common::lab`).
+    pub fn from_command(which: Impl, mut cmd: Command) -> Fowld {
         let mut child = cmd
-            .args(["--mailbox", mailbox])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -185,6 +192,22 @@ impl Fowld {
                 return v;
             }
             passed.push(v);
+        }
+    }
+
+    /// Records the lines that arrived so far without waiting (kept for later `expect`s); returns
+    /// false once stdout is closed and every line was read.
+    pub fn poll(&mut self) -> bool {
+        loop {
+            match self.lines.try_recv() {
+                Ok(line) => {
+                    if let Some(v) = self.record(&line) {
+                        self.backlog.push(v);
+                    }
+                }
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => return true,
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return false,
+            }
         }
     }
 

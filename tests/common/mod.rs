@@ -6,6 +6,7 @@
 
 pub mod dilation;
 pub mod fowld;
+pub mod lab;
 pub mod schema;
 
 use std::path::{Path, PathBuf};

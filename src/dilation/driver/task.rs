@@ -23,7 +23,7 @@ use crate::wormhole::{Mood, Wormhole, WormholeError, WormholeEvent};
 const TRANSMIT_BATCH: usize = 256 * 1024;
 /// How often the host's interface addresses are looked at (an address that went away ends the
 /// connections bound to it).
-const ADDRESS_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+const ADDRESS_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
 
 type OpenReply = oneshot::Sender<Result<Subchannel, DilationError>>;
 
