@@ -80,7 +80,23 @@ async fn link_silent(scenario: &str, peers: Peers, outage: Duration, seed: u64) 
     s.hold(outage).await;
     s.lab.restore(Host::A);
     s.fault_ends();
-    s.finish(Expect::Recovers).await;
+    let outcome = s.finish(Expect::Recovers).await;
+    // our side found the silence itself, in about the liveness interval (10 s by default; the
+    // bound leaves room for a loaded machine's late timers)
+    let silent: Vec<f64> = outcome
+        .detected
+        .iter()
+        .filter_map(|d| {
+            d.strip_prefix("a:silent:")
+                .or_else(|| d.strip_prefix("b:silent:"))
+        })
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    assert!(
+        !silent.is_empty() && silent.iter().all(|s| (10.0..=15.0).contains(s)),
+        "{scenario}: silence declared by our daemons: {:?}",
+        outcome.detected
+    );
 }
 
 /// Relay only (no direct hints on either side): the relay killed for `outage`, then restarted

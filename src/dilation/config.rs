@@ -44,13 +44,15 @@ pub enum LossReason {
     ProbeUnanswered,
     /// The Leader asked for a new connection (`reconnect`).
     PeerReconnect,
+    /// The peer (one of ours) told us through the mailbox that it lost the connection.
+    PeerLost,
     /// Bytes that cannot belong to the link arrived.
     Protocol(String),
 }
 
 impl LossReason {
-    /// A short name: `closed`, `silent`, `address-gone`, `probe-unanswered`, `peer-reconnect`
-    /// or `protocol`.
+    /// A short name: `closed`, `silent`, `address-gone`, `probe-unanswered`, `peer-reconnect`,
+    /// `peer-lost` or `protocol`.
     pub fn kind(&self) -> &'static str {
         match self {
             LossReason::Closed(_) => "closed",
@@ -58,6 +60,7 @@ impl LossReason {
             LossReason::AddressGone(_) => "address-gone",
             LossReason::ProbeUnanswered => "probe-unanswered",
             LossReason::PeerReconnect => "peer-reconnect",
+            LossReason::PeerLost => "peer-lost",
             LossReason::Protocol(_) => "protocol",
         }
     }
@@ -71,6 +74,7 @@ impl std::fmt::Display for LossReason {
             LossReason::AddressGone(ip) => write!(f, "local address {ip} gone"),
             LossReason::ProbeUnanswered => f.write_str("the peer lost it (probe unanswered)"),
             LossReason::PeerReconnect => f.write_str("the peer asked to reconnect"),
+            LossReason::PeerLost => f.write_str("the peer lost it"),
             LossReason::Protocol(why) => write!(f, "protocol error: {why}"),
         }
     }

@@ -925,6 +925,7 @@ impl Endpoint {
                 }
             }
             ManagerAction::DropConnection => self.drop_link(now, LossReason::PeerReconnect),
+            ManagerAction::PeerLost => self.drop_link(now, LossReason::PeerLost),
             ManagerAction::Probe => {
                 let deadline = now + PROBE_TIMEOUT.min(self.config.liveness_interval);
                 if let Some(s) = self.session.as_mut() {

@@ -350,7 +350,7 @@ fn an_address_change_of_either_peer_is_noticed_at_once_and_the_session_resumes()
         if changer == FOLLOWER {
             assert_eq!(
                 lost_reasons(&pair, LEADER),
-                vec![LossReason::ProbeUnanswered]
+                vec![LossReason::PeerLost]
             );
         }
     }

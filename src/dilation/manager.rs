@@ -28,6 +28,8 @@ pub enum ManagerAction {
     DropConnection,
     /// Check at once that the selected connection still reaches the peer.
     Probe,
+    /// The peer (one of ours) says it lost the connection: drop it.
+    PeerLost,
 }
 
 /// Status for the layers above.
@@ -212,8 +214,13 @@ impl Manager {
             }
             // (extension) hints while connected: the peer may have lost its side of the
             // connection (its address changed); check ours (Python ignores them)
-            (L1Message::ConnectionHints(_), State::Connected) => {
-                self.actions.push_back(ManagerAction::Probe)
+            (L1Message::ConnectionHints(hints), State::Connected) => {
+                // an empty list from a peer of ours says outright that it lost the connection
+                let action = match hints.is_empty() && self.peer_half_close {
+                    true => ManagerAction::PeerLost,
+                    false => ManagerAction::Probe,
+                };
+                self.actions.push_back(action)
             }
             (L1Message::Reconnect, state) if self.role == Some(Role::Follower) => match state {
                 State::Lonely => self.follower_restart(now),
@@ -444,8 +451,11 @@ mod tests {
         // the link (our extension), never answered either
         m.received(now, please("aaaaaaaaaaaaaaaa"));
         assert!(actions(&mut m).is_empty());
-        m.received(now, L1Message::ConnectionHints(vec![]));
+        m.received(now, L1Message::ConnectionHints(vec![Hint::direct("127.0.0.1", 7)]));
         assert_eq!(actions(&mut m), vec![ManagerAction::Probe]);
+        // an empty list from a peer of ours (half-close): it says it lost the connection
+        m.received(now, L1Message::ConnectionHints(vec![]));
+        assert_eq!(actions(&mut m), vec![ManagerAction::PeerLost]);
         m.connection_lost(now);
         assert_eq!(
             actions(&mut m),

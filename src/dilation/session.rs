@@ -219,12 +219,19 @@ impl Session {
             p.paused = false;
             p.last_heard = p.last_heard.max(now);
         }
+        // woken long after our timer was due: we did not run (a suspended laptop, a stopped
+        // process), so we could not hear either; what waits in the socket is read next
+        // (call this when `poll_timeout` is due, as drivers do: later counts as asleep)
+        let asleep = now.saturating_duration_since(p.next_ping) > p.quiet();
+        if asleep {
+            p.last_heard = p.last_heard.max(now);
+        }
         let silent = now.saturating_duration_since(p.last_heard);
         if reading && silent >= p.interval {
             return Liveness::Silent(silent);
         }
         if now >= p.next_ping {
-            if silent >= p.quiet() || p.paused {
+            if asleep || silent >= p.quiet() || p.paused {
                 self.control.push_back(Record::Ping(rand::random()));
             }
             p.next_ping = now + p.quiet();

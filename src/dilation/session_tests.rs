@@ -285,6 +285,30 @@ fn sent(s: &mut Session) -> Vec<Record> {
     out
 }
 
+/// Calls `handle_timeout` whenever `poll_timeout` is due, up to `until` (as a driver does);
+/// returns the first verdict that is not `Fine` and when it came, and the PINGs sent.
+fn run_timers(
+    s: &mut Session,
+    until: Instant,
+    reading: bool,
+) -> (Option<(Liveness, Instant)>, usize) {
+    let mut pings = 0;
+    for _ in 0..100_000 {
+        let Some(t) = s.poll_timeout().filter(|t| *t <= until) else {
+            break;
+        };
+        let verdict = s.handle_timeout(t, reading);
+        pings += sent(s)
+            .iter()
+            .filter(|r| matches!(r, Record::Ping(_)))
+            .count();
+        if verdict != Liveness::Fine {
+            return (Some((verdict, t)), pings);
+        }
+    }
+    (None, pings)
+}
+
 #[test]
 fn both_roles_ping_when_quiet_and_declare_a_silent_connection_dead() {
     let now = Instant::now();
@@ -293,7 +317,7 @@ fn both_roles_ping_when_quiet_and_declare_a_silent_connection_dead() {
         let mut s = Session::new(role, 1 << 20, PING, false);
         s.connection_made(now);
         assert_eq!(s.poll_timeout(), Some(now + third), "{role:?}");
-        // heard something just now: no ping needed at the first check
+        // heard something just before the first check: no ping needed then
         s.heard(now + third - Duration::from_millis(1));
         assert_eq!(s.handle_timeout(now + third, true), Liveness::Fine);
         assert!(sent(&mut s).is_empty(), "{role:?}: not quiet, no PING");
@@ -303,18 +327,19 @@ fn both_roles_ping_when_quiet_and_declare_a_silent_connection_dead() {
             matches!(sent(&mut s).as_slice(), [Record::Ping(_)]),
             "{role:?}"
         );
-        // anything heard (here the PONG) keeps it alive
-        s.received(Record::Pong([0; 4]));
-        s.heard(now + third * 2 + Duration::from_millis(5));
+        // anything heard (here the PONG) keeps it alive; then silence for a whole interval
         let heard = now + third * 2 + Duration::from_millis(5);
+        s.heard(heard);
+        s.received(Record::Pong([0; 4]));
+        let (verdict, pings) = run_timers(&mut s, heard + PING * 2, true);
         assert_eq!(
-            s.handle_timeout(heard + PING - Duration::from_millis(1), true),
-            Liveness::Fine
-        );
-        assert_eq!(
-            s.handle_timeout(heard + PING, true),
-            Liveness::Silent(PING),
+            verdict,
+            Some((Liveness::Silent(PING), heard + PING)),
             "{role:?}: nothing heard for the whole interval"
+        );
+        assert!(
+            pings >= 2,
+            "{role:?}: it kept asking meanwhile ({pings} PINGs)"
         );
     }
 }
@@ -324,28 +349,35 @@ fn a_paused_reader_is_never_judged_silent_and_keeps_pinging() {
     let now = Instant::now();
     let mut s = Session::new(Role::Follower, 1 << 20, PING, false);
     s.connection_made(now);
-    let mut pings = 0;
-    let mut t = now;
     // ten intervals without reading (a slow local consumer): pings go out, no verdict
-    while t < now + PING * 10 {
-        t = s.poll_timeout().expect("a timer runs while connected");
-        assert_eq!(s.handle_timeout(t, false), Liveness::Fine);
-        pings += sent(&mut s)
-            .iter()
-            .filter(|r| matches!(r, Record::Ping(_)))
-            .count();
-    }
+    let (verdict, pings) = run_timers(&mut s, now + PING * 10, false);
+    assert_eq!(verdict, None);
     assert!(
         pings >= 25,
         "the peer must hear us while we do not read: {pings} pings"
     );
-    // reading again: a fresh interval starts now
+    // reading again: a fresh interval starts at the next check
+    let t = s.poll_timeout().unwrap();
     assert_eq!(s.handle_timeout(t, true), Liveness::Fine);
-    assert_eq!(
-        s.handle_timeout(t + PING - Duration::from_millis(1), true),
-        Liveness::Fine
+    let (verdict, _) = run_timers(&mut s, t + PING * 2, true);
+    assert_eq!(verdict, Some((Liveness::Silent(PING), t + PING)));
+}
+
+#[test]
+fn a_process_that_slept_does_not_call_its_connection_silent() {
+    let now = Instant::now();
+    let mut s = Session::new(Role::Follower, 1 << 20, PING, false);
+    s.connection_made(now);
+    // the process was stopped for three intervals: its first timer fires late
+    let woke = now + PING * 3;
+    assert_eq!(s.handle_timeout(woke, true), Liveness::Fine);
+    assert!(
+        matches!(sent(&mut s).as_slice(), [Record::Ping(_)]),
+        "it asks at once whether the connection still lives"
     );
-    assert_eq!(s.handle_timeout(t + PING, true), Liveness::Silent(PING));
+    // and judges it a whole interval later if nothing comes
+    let (verdict, _) = run_timers(&mut s, woke + PING * 2, true);
+    assert_eq!(verdict, Some((Liveness::Silent(PING), woke + PING)));
 }
 
 #[test]

@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::FutureExt;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::fowld::{pair, Fowld, Impl};
 
@@ -811,6 +811,16 @@ impl Daemon {
         self.f().seen.iter().filter(|v| v["kind"] == kind).count()
     }
 
+    /// Its `dilation-lost` lines so far.
+    pub fn losses(&mut self) -> Vec<Value> {
+        self.refresh();
+        let seen = &self.f().seen;
+        seen.iter()
+            .filter(|v| v["kind"] == "dilation-lost")
+            .cloned()
+            .collect()
+    }
+
     /// Its JSON lines so far other than byte counts, one a line.
     pub fn status_lines(&mut self) -> String {
         self.refresh();
@@ -1281,6 +1291,8 @@ pub struct Outcome {
     pub longest_gap: Duration,
     pub intact: bool,
     pub reconnects: usize,
+    /// How our daemons declared the loss: `reason` (`silent` with the seconds of silence).
+    pub detected: Vec<String>,
     pub sent: u64,
     pub received: u64,
 }
@@ -1482,8 +1494,16 @@ impl Session {
         // reconnections: connections after the first, as our daemons report them
         let mut reconnects = 0;
         let mut status = Vec::new();
+        let mut detected = Vec::new();
         for d in [&mut self.a, &mut self.b] {
             if d.which == Impl::Rust {
+                if let Some(lost) = d.losses().first() {
+                    let reason = lost["reason"].as_str().unwrap_or("?");
+                    detected.push(match lost["silent_seconds"].as_f64() {
+                        Some(s) => format!("{}:{reason}:{s:.1}", d.host.name()),
+                        None => format!("{}:{reason}", d.host.name()),
+                    });
+                }
                 let connected = d.count("dilation-connected");
                 reconnects = reconnects.max(connected.saturating_sub(1));
                 status.push(format!(
@@ -1508,11 +1528,12 @@ impl Session {
             longest_gap,
             intact,
             reconnects,
+            detected: detected.clone(),
             sent: send.sent,
             received: sink.received,
         };
         let line = format!(
-            "LAB {} impl={} outage={:.1} resume={} longest_gap={:.2} intact={} reconnects={} sent={} received={}",
+            "LAB {} impl={} outage={:.1} resume={} longest_gap={:.2} intact={} reconnects={} detected={} sent={} received={}",
             self.lab.scenario,
             self.peers.label(),
             outage.as_secs_f64(),
@@ -1520,6 +1541,7 @@ impl Session {
             longest_gap.as_secs_f64(),
             intact,
             reconnects,
+            if detected.is_empty() { "-".to_string() } else { detected.join(",") },
             send.sent,
             sink.received
         );
