@@ -511,7 +511,8 @@ impl Endpoint {
     /// the Leader, whose probe then finds its side dead); while connecting, the new addresses
     /// are advertised as hints.
     pub fn handle_addresses(&mut self, now: Instant, addresses: Vec<IpAddr>) {
-        if addresses == self.addresses {
+        // loopback does not go away, and other addresses are none of our business then
+        if addresses == self.addresses || self.config.loopback_only {
             return;
         }
         tracing::info!("interface addresses now {addresses:?}");

@@ -348,10 +348,7 @@ fn an_address_change_of_either_peer_is_noticed_at_once_and_the_session_resumes()
         assert!(pair.run_until(60 * SECOND, |p| streams.iter().all(|s| s.complete(p))));
         assert_intact(&pair, &streams);
         if changer == FOLLOWER {
-            assert_eq!(
-                lost_reasons(&pair, LEADER),
-                vec![LossReason::PeerLost]
-            );
+            assert_eq!(lost_reasons(&pair, LEADER), vec![LossReason::PeerLost]);
         }
     }
 }

@@ -451,7 +451,10 @@ mod tests {
         // the link (our extension), never answered either
         m.received(now, please("aaaaaaaaaaaaaaaa"));
         assert!(actions(&mut m).is_empty());
-        m.received(now, L1Message::ConnectionHints(vec![Hint::direct("127.0.0.1", 7)]));
+        m.received(
+            now,
+            L1Message::ConnectionHints(vec![Hint::direct("127.0.0.1", 7)]),
+        );
         assert_eq!(actions(&mut m), vec![ManagerAction::Probe]);
         // an empty list from a peer of ours (half-close): it says it lost the connection
         m.received(now, L1Message::ConnectionHints(vec![]));

@@ -542,7 +542,8 @@ impl Lab {
         self.event("relay killed");
     }
 
-    /// Takes the bridge port of `host` down: its packets vanish silently (no RST, no ICMP).
+    /// Takes the bridge port of `host` down: the host's `eth0` loses its carrier (its kernel sees
+    /// the link go and drops what it sends; nothing reaches the other hosts, no RST comes).
     pub fn link_down(&self, host: Host) {
         self.ip(&format!(
             "-n {} link set {} down",

@@ -247,13 +247,14 @@ async fn write_loop(
 
 /// Binds the listener of a generation (127.0.0.1 with `loopback`, else dual-stack where
 /// possible) and spawns its accept loop; returns its port, the addresses it can be reached at
-/// (the host's interface addresses it serves) and its task, or `None` when it cannot listen.
+/// (the host's interface addresses it serves), whether it serves IPv6, and its task, or `None`
+/// when it cannot listen.
 pub(super) async fn listen(
     tasks: &mut JoinSet<()>,
     generation: u32,
     loopback: bool,
     reports: Reports,
-) -> Option<(u16, Vec<IpAddr>, tokio::task::AbortHandle)> {
+) -> Option<(u16, Vec<IpAddr>, bool, tokio::task::AbortHandle)> {
     let bound = match loopback {
         true => TcpListener::bind(("127.0.0.1", 0)).await,
         false => bind_listener().await,
@@ -267,7 +268,7 @@ pub(super) async fn listen(
                 false => interface_addresses(dual),
             };
             let task = tasks.spawn(accept_loop(listener, generation, reports));
-            Some((port, addresses, task))
+            Some((port, addresses, dual && !loopback, task))
         }
         Err(e) => {
             tracing::warn!("cannot listen for direct connections: {e}");

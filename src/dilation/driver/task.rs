@@ -42,6 +42,9 @@ struct Task {
     tasks: JoinSet<()>,
     conns: HashMap<ConnId, ConnHandle>,
     listener: Option<tokio::task::AbortHandle>,
+    /// The interface addresses reported to the endpoint: IPv6 ones too only while the last
+    /// listener serves IPv6.
+    ipv6: bool,
     /// The selected connection and its writer.
     link: Option<(ConnId, mpsc::Sender<Vec<Arc<Record>>>)>,
 }
@@ -76,6 +79,7 @@ pub(super) async fn run(
         tasks: JoinSet::new(),
         conns: HashMap::new(),
         listener: None,
+        ipv6: true,
         link: None,
     };
     let now = Instant::now();
@@ -141,7 +145,7 @@ pub(super) async fn run(
             }
             _ = t.resume.notified(), if !reading => t.recheck_paused(),
             _ = address_check.tick() => {
-                let addresses = net::interface_addresses(true);
+                let addresses = net::interface_addresses(t.ipv6);
                 t.ep.handle_addresses(Instant::now(), addresses);
             }
             _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
@@ -198,8 +202,9 @@ impl Task {
             } => {
                 let reports = self.reports.clone();
                 let listening = net::listen(&mut self.tasks, generation, loopback, reports).await;
-                let reachable = listening.map(|(port, addresses, task)| {
+                let reachable = listening.map(|(port, addresses, ipv6, task)| {
                     self.listener = Some(task);
+                    self.ipv6 = ipv6;
                     (port, addresses)
                 });
                 self.ep
