@@ -116,6 +116,9 @@ pub struct DilationConfig {
     pub inbound_limit: usize,
     /// OPENs held per subprotocol while nobody listens for it; more are closed.
     pub max_pending_opens: usize,
+    /// OPENs held while nobody listens, all names together; more are closed (the subchannels
+    /// of names someone listens for are still admitted).
+    pub max_held: usize,
     /// Subchannels open at once; more from the peer are closed at once.
     pub max_subchannels: usize,
     /// Longest wait for one TCP connect (to a peer hint or a relay) before it is retried.
@@ -143,6 +146,7 @@ impl Default for DilationConfig {
             paused_unacked_limit: super::reliability::DEFAULT_UNACKED_LIMIT,
             inbound_limit: 1 << 20,
             max_pending_opens: 64,
+            max_held: 256,
             max_subchannels: 4096,
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(30),

@@ -286,6 +286,8 @@ pub struct Endpoint {
     attempts: u32,
     listeners: HashSet<String>,
     held: HashMap<String, usize>,
+    /// The held subchannels and their names.
+    held_scids: HashMap<Scid, String>,
     subchannels: usize,
     pending_opens: Vec<(OpenId, String)>,
     next_open: OpenId,
@@ -318,6 +320,7 @@ impl Endpoint {
             attempts: 0,
             listeners: HashSet::new(),
             held: HashMap::new(),
+            held_scids: HashMap::new(),
             subchannels: 0,
             pending_opens: Vec::new(),
             next_open: 0,
@@ -761,6 +764,9 @@ impl Endpoint {
 
     fn open_now(&mut self, id: OpenId, subprotocol: String) {
         let result = match self.session.as_mut() {
+            _ if self.subchannels >= self.config.max_subchannels => {
+                Err(DilationError::TooManySubchannels)
+            }
             Some(s) => s.open(&subprotocol).map_err(|_| DilationError::Stopped),
             None => Err(DilationError::Stopped),
         };
@@ -777,14 +783,20 @@ impl Endpoint {
     /// Someone listens for `subprotocol` now: held subchannels for it are theirs.
     pub fn listen(&mut self, subprotocol: &str) {
         self.held.remove(subprotocol);
+        self.held_scids.retain(|_, name| name != subprotocol);
         self.listeners.insert(subprotocol.to_string());
     }
 
-    /// The listener for `subprotocol` went away (a subchannel meant for it is held again).
-    pub fn listener_gone(&mut self, subprotocol: &str) {
+    /// The listener for `subprotocol` went away; `scid`, meant for it, is held again.
+    pub fn listener_gone(&mut self, subprotocol: &str, scid: Scid) {
         if self.listeners.remove(subprotocol) {
-            *self.held.entry(subprotocol.to_string()).or_default() += 1;
+            self.hold(scid, subprotocol.to_string());
         }
+    }
+
+    fn hold(&mut self, scid: Scid, subprotocol: String) {
+        *self.held.entry(subprotocol.clone()).or_default() += 1;
+        self.held_scids.insert(scid, subprotocol);
     }
 
     /// Queues DATA on a subchannel; `false` if the subchannel cannot take it (the bytes are
@@ -819,6 +831,14 @@ impl Endpoint {
     /// The application dropped its stream for `scid`: what arrives for it is discarded.
     pub fn subchannel_dropped(&mut self, scid: Scid) {
         self.subchannels = self.subchannels.saturating_sub(1);
+        if let Some(name) = self.held_scids.remove(&scid) {
+            if let Some(n) = self.held.get_mut(&name) {
+                *n -= 1;
+                if *n == 0 {
+                    self.held.remove(&name);
+                }
+            }
+        }
         self.paused.remove(&scid);
         self.update_cap();
     }
@@ -992,6 +1012,8 @@ impl Endpoint {
             Some("too many subchannels")
         } else if !listened && held >= self.config.max_pending_opens {
             Some("too many waiting for a listener")
+        } else if !listened && self.held_scids.len() >= self.config.max_held {
+            Some("too many waiting for listeners")
         } else {
             None
         };
@@ -1004,7 +1026,7 @@ impl Endpoint {
             return;
         }
         if !listened {
-            *self.held.entry(subprotocol.clone()).or_default() += 1;
+            self.hold(scid, subprotocol.clone());
         }
         self.subchannels += 1;
         self.events.push_back(Event::Incoming {

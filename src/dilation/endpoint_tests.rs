@@ -670,6 +670,23 @@ fn a_slow_link_is_not_mistaken_for_loss() {
 }
 
 #[test]
+fn a_flood_of_names_nobody_listens_for_never_keeps_out_a_listened_one() {
+    let mut pair = connected_pair();
+    let max = config("00").max_held;
+    for i in 0..max + 40 {
+        let _ = pair.open(FOLLOWER, &format!("junk-{i}"));
+    }
+    pair.run_for(SECOND);
+    let held = pair.peers[LEADER].incoming.len();
+    assert_eq!(held, max, "held subchannels are bounded across names");
+    // the legitimate one still gets in
+    pair.peers[LEADER].ep.listen("real");
+    pair.open(FOLLOWER, "real");
+    pair.run_for(SECOND);
+    assert!(pair.peers[LEADER].incoming.iter().any(|(_, n)| n == "real"));
+}
+
+#[test]
 fn subchannels_nobody_listens_for_are_held_up_to_the_limit_then_refused() {
     let mut pair = connected_pair();
     let max = config("00").max_pending_opens;
@@ -1028,4 +1045,20 @@ fn streams_opened_while_the_connection_is_down_arrive_once_it_is_back() {
     pair.blackhole = false;
     assert!(pair.run_until(60 * SECOND, |p| streams.iter().all(|s| s.complete(p))));
     assert_intact(&pair, &streams);
+}
+
+#[test]
+fn our_own_opens_are_capped_too() {
+    let (mut c0, c1) = (config("ffffffffffffffff"), config("0000000000000001"));
+    c0.max_subchannels = 10;
+    let mut pair = Pair::new(c0, c1);
+    pair.start_dilation();
+    assert!(pair.run_until(10 * SECOND, Pair::connected));
+    let ids: Vec<OpenId> = (0..12).map(|_| pair.open(LEADER, "p")).collect();
+    pair.run_for(SECOND);
+    let opened = ids
+        .iter()
+        .filter(|id| pair.scid(LEADER, **id).is_some())
+        .count();
+    assert_eq!(opened, 10);
 }

@@ -66,6 +66,9 @@ pub enum DilationError {
     /// [`Endpoint::open`](super::endpoint::Endpoint::open) with an empty name.
     #[error("a subchannel needs a non-empty subprotocol name")]
     EmptySubprotocol,
+    /// `max_subchannels` subchannels are open already.
+    #[error("too many subchannels are open")]
+    TooManySubchannels,
     /// 2^32 records were sent: no sequence number is left for more.
     #[error("Dilation sequence numbers exhausted")]
     SeqnumsExhausted,

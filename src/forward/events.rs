@@ -174,9 +174,18 @@ fn count_of(event: &Event) -> Option<((StreamId, bool), u64)> {
     }
 }
 
+/// `error` events queued at most while the consumer does not drain (they can come from the
+/// peer); more are counted and reported as one.
+pub const MAX_QUEUED_ERRORS: usize = 100;
+/// Longest error text kept (a peer's refusal reason travels in it).
+pub const MAX_ERROR_TEXT: usize = 1024;
+
 #[derive(Default)]
 struct Queue {
     items: VecDeque<Event>,
+    /// `error` events among `items`, and those dropped since the last drain.
+    errors: usize,
+    dropped_errors: u64,
     /// Sequence number of `items[0]`.
     base: u64,
     /// (stream, is-in) -> sequence number of its queued count.
@@ -196,8 +205,23 @@ impl EventQueue {
     }
 
     /// Queues `event`; a byte count joins a count of the same stream and direction still queued.
-    pub fn push(&self, event: Event) {
+    pub fn push(&self, mut event: Event) {
         let mut q = self.lock();
+        if let Event::Error(text) = &mut event {
+            if q.errors >= MAX_QUEUED_ERRORS {
+                q.dropped_errors += 1;
+                return;
+            }
+            q.errors += 1;
+            if text.len() > MAX_ERROR_TEXT {
+                let mut end = MAX_ERROR_TEXT;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+                text.push_str("...");
+            }
+        }
         if let Some((key, n)) = count_of(&event) {
             if let Some(seq) = q.counts.get(&key).copied() {
                 let index = (seq - q.base) as usize;
@@ -227,9 +251,16 @@ impl EventQueue {
                 .map(|(q, _)| q)
                 .unwrap_or_else(|e| e.into_inner().0);
         }
-        let out: Vec<Event> = q.items.drain(..).collect();
+        let mut out: Vec<Event> = q.items.drain(..).collect();
         q.base += out.len() as u64;
         q.counts.clear();
+        q.errors = 0;
+        if q.dropped_errors > 0 {
+            let n = std::mem::take(&mut q.dropped_errors);
+            out.push(Event::Error(format!(
+                "{n} more errors were dropped while the controller did not read"
+            )));
+        }
         out
     }
 
@@ -297,5 +328,28 @@ mod tests {
         );
         q.close();
         assert!(q.drain(Duration::from_secs(5)).is_empty());
+    }
+
+    #[test]
+    fn a_flood_of_errors_while_nobody_reads_is_bounded_and_counted() {
+        let q = EventQueue::default();
+        for i in 0..10_000 {
+            q.push(Event::Error(format!("refused {i}: {}", "x".repeat(5000))));
+        }
+        let out = q.drain(Duration::ZERO);
+        assert_eq!(out.len(), MAX_QUEUED_ERRORS + 1);
+        assert!(out.iter().all(|e| match e {
+            Event::Error(t) => t.len() <= MAX_ERROR_TEXT + 3,
+            _ => false,
+        }));
+        assert_eq!(
+            out.last(),
+            Some(&Event::Error(
+                "9900 more errors were dropped while the controller did not read".into()
+            ))
+        );
+        // the next drain starts afresh
+        q.push(Event::Error("one".into()));
+        assert_eq!(q.drain(Duration::ZERO), vec![Event::Error("one".into())]);
     }
 }

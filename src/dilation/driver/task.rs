@@ -271,7 +271,7 @@ impl Task {
                         Ok(()) => return,
                         Err(mpsc::error::SendError(sub)) => {
                             self.listeners.remove(&subprotocol);
-                            self.ep.listener_gone(&subprotocol);
+                            self.ep.listener_gone(&subprotocol, scid);
                             sub
                         }
                     },
