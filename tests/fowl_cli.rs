@@ -123,8 +123,8 @@ async fn invite_and_accept_forward_ipv6_unix_and_half_closed_streams() {
 
         let v6_port = common::port_to_listen_on("::1");
         let client_sock = dir.path().join("client.sock");
+        // as Python fowl's users type it: the code first, no `accept`
         let mut args = vec![
-            "accept".to_string(),
             code,
             "-L".into(),
             format!("v6:{v6_port}:bind=[::1]"),
@@ -233,4 +233,92 @@ fn completion_scripts_complete_and_the_manual_page_renders() {
     let man = fowl(&["man"]);
     assert!(man.contains(".TH fowl 1"), "{man}");
     assert!(man.contains("invite") && man.contains("accept") && man.contains("server"));
+}
+
+/// A tmux server of its own (`-L`), killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("tmux runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits (bounded) until the pane shows `text`; returns the pane.
+    fn until(&self, text: &str) -> String {
+        let mut pane = String::new();
+        for _ in 0..200 {
+            pane = self.run(&["capture-pane", "-p", "-t", "fowl"]);
+            if pane.contains(text) {
+                return pane;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the terminal never showed {text:?}:\n{pane}");
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// On a terminal, `fowl accept` asks for the code: Tab completes the common prefix as readline
+/// does, and Enter on an unfinished code keeps the line open instead of spending the code.
+#[tokio::test]
+async fn the_code_prompt_completes_like_readline_and_refuses_an_unfinished_code() {
+    if std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no tmux");
+        return;
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mb = serve(listener, MailboxConfig::default()).unwrap();
+    let tmux = Tmux {
+        socket: format!("fowl-test-{}", std::process::id()),
+    };
+    let command = format!(
+        "{} accept -L svc --mailbox {} --no-relay",
+        env!("CARGO_BIN_EXE_fowl"),
+        mb.url()
+    );
+    tokio::task::spawn_blocking(move || {
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "fowl",
+            "-x",
+            "150",
+            "-y",
+            "20",
+            &command,
+        ]);
+        tmux.until("Enter the code");
+        // "adroitness" is the only odd-column word starting "adr": completed at once
+        tmux.run(&["send-keys", "-t", "fowl", "7-adr", "Tab"]);
+        tmux.until("7-adroitness-");
+        // "a" starts several even-column words: the first Tab completes only what they share,
+        // the second lists them (no cycling through candidates)
+        tmux.run(&["send-keys", "-t", "fowl", "a", "Tab"]);
+        tmux.run(&["send-keys", "-t", "fowl", "Tab"]);
+        let listed = tmux.until("aardvark");
+        assert!(listed.contains("absurd"), "candidates listed:\n{listed}");
+        // Enter on the unfinished code: the line stays
+        tmux.run(&["send-keys", "-t", "fowl", "ard", "Enter"]);
+        tmux.until("unfinished: Tab completes");
+        tmux.run(&["send-keys", "-t", "fowl", "C-c"]);
+    })
+    .await
+    .unwrap();
 }

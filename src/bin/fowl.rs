@@ -42,7 +42,8 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
-    let code = match Cli::parse().command {
+    let args = cli::python_habits(std::env::args_os().collect());
+    let code = match Cli::parse_from(args).command {
         Command::Server(args) => server::run(args).await.map(|()| 0)?,
         Command::Invite(args) => cli::invite(args).await?,
         Command::Accept(args) => cli::accept(args).await?,

@@ -13,7 +13,7 @@
 //! ```
 
 mod completion;
-mod words;
+pub(crate) mod words;
 
 pub use completion::Completer;
 pub use words::{even_words, odd_words, word_for};

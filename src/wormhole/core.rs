@@ -444,7 +444,7 @@ impl WormholeCore {
     }
 
     fn fail(&mut self, now: Instant, error: WormholeError) {
-        tracing::warn!("wormhole session failed: {error}");
+        tracing::info!("wormhole session failed: {error}"); // the interface reports it
         self.start_close(now, Err(error));
     }
 

@@ -73,6 +73,34 @@ pub struct AcceptArgs {
     pub network: NetworkArgs,
 }
 
+/// Python fowl's command lines, for people used to them: `fowl --remote ssh:22` (no
+/// subcommand: an invitation) becomes `fowl invite --remote ssh:22`, and `fowl CODE ...` (a
+/// code first) becomes `fowl accept CODE ...`. Other command lines are left alone.
+pub fn python_habits(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    const OURS: &[&str] = &[
+        "invite",
+        "accept",
+        "server",
+        "completions",
+        "man",
+        "help",
+        "-h",
+        "--help",
+        "-V",
+        "--version",
+    ];
+    let implied = match args.get(1).and_then(|a| a.to_str()) {
+        Some(first) if OURS.contains(&first) => None,
+        Some(first) if first.starts_with('-') => Some("invite"),
+        Some(first) if first.starts_with(|c: char| c.is_ascii_digit()) => Some("accept"),
+        _ => None,
+    };
+    if let Some(subcommand) = implied {
+        args.insert(1, subcommand.into());
+    }
+    args
+}
+
 /// The `local`/`remote` commands for the specifiers, or the first parse error.
 fn service_commands(s: &Services) -> Result<Vec<Command>, String> {
     let mut out = Vec::new();
@@ -148,4 +176,36 @@ pub async fn accept(args: AcceptArgs) -> anyhow::Result<i32> {
         None => anyhow::bail!("no code given (and stdin is not a terminal to ask for one)"),
     };
     session(&args.network, Command::SetCode { code }, services).await
+}
+
+#[cfg(test)]
+mod habit_tests {
+    use super::python_habits;
+
+    fn run(line: &str) -> String {
+        let args = line.split(' ').map(Into::into).collect();
+        python_habits(args)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn python_fowl_command_lines_mean_invite_and_accept() {
+        assert_eq!(run("fowl --remote ssh:22"), "fowl invite --remote ssh:22");
+        assert_eq!(
+            run("fowl 7-guitarist-revenge --local ssh:2222"),
+            "fowl accept 7-guitarist-revenge --local ssh:2222"
+        );
+        for ours in [
+            "fowl invite -R ssh:22",
+            "fowl accept 1-a-b",
+            "fowl --help",
+            "fowl server",
+        ] {
+            assert_eq!(run(ours), ours);
+        }
+        assert_eq!(run("fowl"), "fowl");
+    }
 }

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use rustyline::completion::Completer as LineCompleter;
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
-use rustyline::validate::Validator;
-use rustyline::{Context, Editor, Helper};
+use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::{CompletionType, Config, Context, Editor, Helper};
 use tokio::sync::mpsc;
 
 use crate::code::Completer;
@@ -58,7 +58,47 @@ impl Hinter for CodeHelper {
     type Hint = String;
 }
 impl Highlighter for CodeHelper {}
-impl Validator for CodeHelper {}
+impl Validator for CodeHelper {
+    fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
+        Ok(check_code(ctx.input()))
+    }
+}
+
+/// Enter on a code still being typed (a dash at the end, or a last word that is only the start
+/// of a code word) would spend a guess of the code on a typo: the line stays open instead.
+fn check_code(input: &str) -> ValidationResult {
+    let code = input.trim();
+    if code.is_empty() {
+        return ValidationResult::Valid(None);
+    }
+    if let Err(e) = crate::code::Code::parse(code) {
+        return ValidationResult::Invalid(Some(format!("  ({e})")));
+    }
+    let last = code
+        .rsplit('-')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let words = || {
+        crate::code::words::even_words()
+            .iter()
+            .chain(crate::code::words::odd_words())
+    };
+    let unfinished = code.ends_with('-')
+        || (!words().any(|w| *w == last) && words().any(|w| w.starts_with(&last)));
+    match unfinished {
+        true => ValidationResult::Invalid(Some("  (unfinished: Tab completes)".into())),
+        false => ValidationResult::Valid(None),
+    }
+}
+
+/// The line editor's settings: readline's completion (the common prefix on the first Tab, the
+/// candidates listed on the second), not cycling through candidates.
+fn editor_config() -> Config {
+    Config::builder()
+        .completion_type(CompletionType::List)
+        .build()
+}
 impl Helper for CodeHelper {}
 
 /// Prompts for the code on the terminal. A separate mailbox connection lists the nameplates while
@@ -94,7 +134,7 @@ pub async fn prompt_code(mailbox_url: &str) -> anyhow::Result<String> {
     let mut helper = CodeHelper::new(2, nameplates);
     helper.refresh = Some(refresh);
     let line = tokio::task::spawn_blocking(move || {
-        let mut editor: Editor<CodeHelper, _> = Editor::new()?;
+        let mut editor: Editor<CodeHelper, _> = Editor::with_config(editor_config())?;
         editor.set_helper(Some(helper));
         editor.readline("Enter the code from your peer (Tab completes): ")
     })
@@ -109,6 +149,21 @@ pub async fn prompt_code(mailbox_url: &str) -> anyhow::Result<String> {
 mod tests {
     use super::*;
     use rustyline::history::DefaultHistory;
+
+    #[test]
+    fn enter_on_an_unfinished_code_keeps_the_line_open_and_tab_lists_like_readline() {
+        let valid = |s: &str| matches!(check_code(s), ValidationResult::Valid(_));
+        assert!(valid("7-adroitness-aardvark"));
+        assert!(
+            valid("7-custom-words"),
+            "words outside the list are a code too"
+        );
+        assert!(valid(""), "empty: the caller says no code was entered");
+        for unfinished in ["7-adroitness-", "7-adroitness-aard", "7-", "7", "x-y"] {
+            assert!(!valid(unfinished), "{unfinished}");
+        }
+        assert_eq!(editor_config().completion_type(), CompletionType::List);
+    }
 
     #[test]
     fn completes_listed_nameplates_then_words() {

@@ -61,6 +61,9 @@ fn verifier_groups(v: &str) -> String {
         .join(" ")
 }
 
+/// Stream lines in the live block at most (a busy HTTP forward must not fill the terminal).
+const MAX_STREAM_LINES: usize = 8;
+
 /// `line` safe for a terminal: control characters (escape sequences, carriage returns, ...)
 /// and bidirectional overrides, which can come with peer or server strings (service names,
 /// errors, the motd), are shown escaped instead of acting on the terminal.
@@ -218,12 +221,25 @@ impl View {
             st.ended
                 .is_none_or(|t| t.elapsed() < Duration::from_secs(10))
         });
+        let mut shown = 0;
+        let open = self
+            .streams
+            .values()
+            .filter(|st| st.ended.is_none())
+            .count();
+        let total = self.streams.len();
         for (id, st) in self.streams.iter_mut() {
             st.rate = (
                 (st.bytes_in - st.last.0) as f64 / secs,
                 (st.bytes_out - st.last.1) as f64 / secs,
             );
             st.last = (st.bytes_in, st.bytes_out);
+            // a bounded block: open streams first, finished ones only while there is room
+            let room = MAX_STREAM_LINES.saturating_sub(shown);
+            if room == 0 || (st.ended.is_some() && open >= MAX_STREAM_LINES) {
+                continue;
+            }
+            shown += 1;
             out.push(format!(
                 "  #{id} {:<12} out {:>10} ({:>10}/s)  in {:>10} ({:>10}/s){}",
                 st.name,
@@ -233,6 +249,9 @@ impl View {
                 human_bytes(st.rate.1 as u64),
                 if st.ended.is_some() { "  done" } else { "" },
             ));
+        }
+        if total > shown {
+            out.push(format!("  ... and {} more streams", total - shown));
         }
         out.iter().map(|l| clean(l)).collect()
     }
@@ -294,5 +313,27 @@ mod tests {
             .iter()
             .all(|l| !l.contains('\x1b')));
         assert_eq!(clean("plain text: 42"), "plain text: 42");
+    }
+
+    #[test]
+    fn the_live_block_stays_short_however_many_streams_run() {
+        let mut view = View::default();
+        for id in 1..=63 {
+            view.apply(&Event::OutgoingConnection {
+                name: "web".into(),
+                id,
+            });
+            if id % 2 == 0 {
+                view.apply(&Event::OutgoingDone {
+                    name: "web".into(),
+                    id,
+                });
+            }
+        }
+        let block = view.block(Duration::from_secs(1));
+        let streams = block.iter().filter(|l| l.starts_with("  #")).count();
+        assert_eq!(streams, MAX_STREAM_LINES);
+        assert_eq!(block.last().unwrap(), "  ... and 55 more streams");
+        assert!(block.len() <= MAX_STREAM_LINES + 4, "{block:?}");
     }
 }
