@@ -175,10 +175,10 @@ fn count_of(event: &Event) -> Option<((StreamId, bool), u64)> {
 }
 
 /// `error` events queued at most while the consumer does not drain (they can come from the
-/// peer); more are counted and reported as one.
-pub const MAX_QUEUED_ERRORS: usize = 100;
+/// peer); more are counted and reported as one. With [`MAX_ERROR_TEXT`], at most about 5 MiB.
+pub const MAX_QUEUED_ERRORS: usize = 10_000;
 /// Longest error text kept (a peer's refusal reason travels in it).
-pub const MAX_ERROR_TEXT: usize = 1024;
+pub const MAX_ERROR_TEXT: usize = 512;
 
 #[derive(Default)]
 struct Queue {
@@ -333,7 +333,7 @@ mod tests {
     #[test]
     fn a_flood_of_errors_while_nobody_reads_is_bounded_and_counted() {
         let q = EventQueue::default();
-        for i in 0..10_000 {
+        for i in 0..20_000 {
             q.push(Event::Error(format!("refused {i}: {}", "x".repeat(5000))));
         }
         let out = q.drain(Duration::ZERO);
@@ -345,7 +345,7 @@ mod tests {
         assert_eq!(
             out.last(),
             Some(&Event::Error(
-                "9900 more errors were dropped while the controller did not read".into()
+                "10000 more errors were dropped while the controller did not read".into()
             ))
         );
         // the next drain starts afresh
