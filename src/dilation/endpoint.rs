@@ -1279,15 +1279,17 @@ impl Endpoint {
         }
     }
 
-    /// Every direct hint of the peer was dialed and failed at least once, and no direct
-    /// connection is under way: waiting for one would only delay the relay.
+    /// Every direct hint of the peer was dialed and failed at least once, no direct connection
+    /// is under way, and we do not listen (so the peer cannot reach us directly either):
+    /// waiting for a direct connection would only delay the relay.
     fn direct_exhausted(&self) -> bool {
         let mut direct = self
             .targets
             .iter()
             .filter(|t| t.path == PathKind::Direct)
             .peekable();
-        direct.peek().is_some()
+        self.listen_port.is_none()
+            && direct.peek().is_some()
             && direct.all(|t| t.delay > FIRST_RETRY)
             && !self.conns.values().any(|c| {
                 c.path == PathKind::Direct

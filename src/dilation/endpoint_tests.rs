@@ -149,9 +149,14 @@ fn relay_only_selects_the_relay_at_once_without_a_grace_period() {
 
 #[test]
 fn leader_skips_the_relay_grace_once_every_direct_dial_failed() {
-    let mut pair = Pair::default_pair();
-    pair.direct_refused = true; // hints are exchanged, but every direct dial is refused
-    let grace = config("00").relay_grace;
+    // the Leader does not listen (nobody can reach it directly) and every dial to the
+    // Follower's direct hints is refused; the Follower releases its KCM at once here
+    let (mut c0, mut c1) = (config("ffffffffffffffff"), config("0000000000000001"));
+    c0.no_listen = true;
+    c1.relay_grace = Duration::ZERO;
+    let grace = c0.relay_grace;
+    let mut pair = Pair::new(c0, c1);
+    pair.direct_refused = true;
     pair.start_dilation();
     assert!(pair.run_until(10 * SECOND, Pair::connected));
     assert_eq!(pair.last_connected(LEADER), Some((0, PathKind::Relay)));
@@ -160,6 +165,18 @@ fn leader_skips_the_relay_grace_once_every_direct_dial_failed() {
         "{:?} (grace {grace:?})",
         pair.elapsed()
     );
+}
+
+#[test]
+fn a_listening_leader_keeps_the_relay_grace_though_its_own_dials_failed() {
+    // the peer may still reach our listener: its dial is not ours to see failing
+    let mut pair = Pair::default_pair();
+    pair.direct_refused = true;
+    let grace = config("00").relay_grace;
+    pair.start_dilation();
+    assert!(pair.run_until(10 * SECOND, Pair::connected));
+    assert_eq!(pair.last_connected(LEADER), Some((0, PathKind::Relay)));
+    assert!(pair.elapsed() >= grace, "{:?}", pair.elapsed());
 }
 
 #[test]
