@@ -524,7 +524,7 @@ impl Endpoint {
             .selected
             .and_then(|id| self.conns.get(&id))
             .and_then(|c| c.local)
-            .map(|a| canonical(a.ip()))
+            .map(|a| a.ip().to_canonical()) // a dual-stack socket's IPv4-mapped view
             .filter(|ip| !ip.is_loopback() && !self.addresses.contains(ip));
         if let Some(ip) = gone {
             self.drop_link(now, LossReason::AddressGone(ip));
@@ -1446,14 +1446,6 @@ fn direct_hints(port: u16, addresses: &[IpAddr], loopback_only: bool) -> Vec<Hin
         .into_iter()
         .map(|ip| Hint::direct(&ip.to_string(), port))
         .collect()
-}
-
-/// `ip` with an IPv4-mapped IPv6 address as IPv4 (a dual-stack socket's view).
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 /// Whether a hint's host is a loopback address (or `localhost`).

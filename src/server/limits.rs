@@ -30,10 +30,7 @@ impl AddressLimit {
     /// A slot for a new connection from `ip`, or `None` if that address has its fill. IPv4
     /// addresses mapped into IPv6 count as IPv4.
     pub fn admit(&self, ip: IpAddr) -> Option<AddressSlot> {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
+        let ip = ip.to_canonical();
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let n = open.entry(ip).or_default();
         if *n >= self.per_address {

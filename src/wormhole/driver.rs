@@ -227,10 +227,7 @@ const ADDRESS_CHECK: std::time::Duration = std::time::Duration::from_millis(500)
 
 /// Whether `ip` is still an address of one of the host's interfaces.
 fn address_present(ip: std::net::IpAddr) -> bool {
-    let ip = match ip {
-        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
-        v4 => v4,
-    };
+    let ip = ip.to_canonical();
     // an interface list that cannot be read proves nothing
     if_addrs::get_if_addrs().map_or(true, |ifs| {
         ip.is_loopback() || ifs.iter().any(|i| i.ip() == ip)
