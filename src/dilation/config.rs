@@ -80,6 +80,41 @@ impl std::fmt::Display for LossReason {
     }
 }
 
+/// Something the peer sent that we refused or ignored because it went over a bound
+/// (`protocol/bounds.md`). Reported as [`DilationEvent::PeerAbuse`], at most once a second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PeerAbuse {
+    /// OPENs refused: `max_subchannels` are open already.
+    TooManySubchannels,
+    /// OPENs refused: too many wait for a name nobody listens to.
+    TooManyWaiting,
+    /// OPENs ignored: the id is one we allocate (it would cross two streams).
+    OurSubchannelId,
+    /// OPENs refused: the subprotocol name is longer than 1024 bytes.
+    LongSubprotocol,
+    /// Refusals not sent: the peer leaves too many of our records unacknowledged.
+    Unacknowledged,
+    /// Connection hints ignored beyond the 64 dialed per generation.
+    TooManyHints,
+}
+
+impl std::fmt::Display for PeerAbuse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PeerAbuse::TooManySubchannels => "subchannel opens refused (too many open)",
+            PeerAbuse::TooManyWaiting => {
+                "subchannel opens refused (too many waiting for a name nobody listens to)"
+            }
+            PeerAbuse::OurSubchannelId => "subchannel opens ignored (an id of ours)",
+            PeerAbuse::LongSubprotocol => "subchannel opens refused (subprotocol name too long)",
+            PeerAbuse::Unacknowledged => {
+                "subchannel opens ignored (the peer does not acknowledge our records)"
+            }
+            PeerAbuse::TooManyHints => "connection hints ignored (over 64)",
+        })
+    }
+}
+
 /// How a Dilation behaves.
 #[derive(Debug, Clone)]
 pub struct DilationConfig {
@@ -195,4 +230,12 @@ pub enum DilationEvent {
     },
     /// Dilation cannot go on (the peer cannot dilate, or a reflected message).
     Failed(DilationError),
+    /// The peer went over a bound `count` times since the last report (at most one report a
+    /// second; the first at once). The offending input was refused or ignored; the session goes on.
+    PeerAbuse {
+        /// What it did.
+        abuse: PeerAbuse,
+        /// How often since the last report.
+        count: u64,
+    },
 }

@@ -49,12 +49,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::config::{DilationConfig, DilationEvent, LossReason, PathKind};
+use super::config::{DilationConfig, DilationEvent, LossReason, PathKind, PeerAbuse};
 use super::hints::{Hint, RelayLocation};
 use super::l1::L1Message;
 use super::l2::{relay_line, L2Connection, L2Event, RecvHalf, Role, SendHalf};
@@ -85,6 +85,8 @@ const PARALLEL_DIALS: usize = 3;
 pub const MAX_INBOUND_HANDSHAKES: usize = 32;
 /// Longest handshake (prologue, Noise, KCM) of an accepted connection.
 const INBOUND_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Reports of the peer's abuse: the first at once, then at most one per this interval.
+const ABUSE_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// I/O the driver must carry out.
 #[must_use]
@@ -295,6 +297,9 @@ pub struct Endpoint {
     closing: Option<Instant>,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
+    /// The peer's abuse since the last report, and when the next report may go out.
+    abuse: BTreeMap<PeerAbuse, u64>,
+    abuse_report_at: Option<Instant>,
 }
 
 impl Endpoint {
@@ -323,6 +328,8 @@ impl Endpoint {
             held_scids: HashMap::new(),
             subchannels: 0,
             pending_opens: Vec::new(),
+            abuse: BTreeMap::new(),
+            abuse_report_at: None,
             next_open: 0,
             paused: HashSet::new(),
             closing: None,
@@ -363,6 +370,7 @@ impl Endpoint {
             self.session.as_ref().and_then(Session::poll_timeout),
             self.grace,
             self.closing,
+            self.abuse_report_at.filter(|_| !self.abuse.is_empty()),
         ]
         .into_iter()
         .flatten()
@@ -901,9 +909,29 @@ impl Endpoint {
             }
             progressed |= self.drain_session();
             if !progressed {
-                return;
+                break;
             }
         }
+        self.report_abuse(now);
+    }
+
+    /// Counts the peer's abuse; [`Endpoint::report_abuse`] reports it.
+    fn abuse(&mut self, abuse: PeerAbuse) {
+        *self.abuse.entry(abuse).or_default() += 1;
+    }
+
+    /// Reports the abuse counted so far, unless a report went out less than
+    /// [`ABUSE_REPORT_INTERVAL`] ago (then at that time: see `poll_timeout`).
+    fn report_abuse(&mut self, now: Instant) {
+        if self.abuse.is_empty() || self.abuse_report_at.is_some_and(|at| now < at) {
+            return;
+        }
+        for (abuse, count) in std::mem::take(&mut self.abuse) {
+            tracing::warn!("the peer: {count} {abuse}");
+            let event = DilationEvent::PeerAbuse { abuse, count };
+            self.events.push_back(Event::Status(event));
+        }
+        self.abuse_report_at = Some(now + ABUSE_REPORT_INTERVAL);
     }
 
     fn drain_session(&mut self) -> bool {
@@ -1000,6 +1028,7 @@ impl Endpoint {
             SessionEvent::ReadClosed { scid } => Event::ReadClosed { scid },
             SessionEvent::Closed { scid } => Event::Closed { scid },
             SessionEvent::Sent { data_bytes } => Event::Sent { data_bytes },
+            SessionEvent::Abuse(abuse) => return self.abuse(abuse),
         };
         self.events.push_back(event);
     }
@@ -1009,17 +1038,19 @@ impl Endpoint {
         let listened = self.listeners.contains(&subprotocol);
         let held = self.held.get(&subprotocol).copied().unwrap_or(0);
         let refuse = if self.subchannels >= self.config.max_subchannels {
-            Some("too many subchannels")
-        } else if !listened && held >= self.config.max_pending_opens {
-            Some("too many waiting for a listener")
-        } else if !listened && self.held_scids.len() >= self.config.max_held {
-            Some("too many waiting for listeners")
+            Some(PeerAbuse::TooManySubchannels)
+        } else if !listened
+            && (held >= self.config.max_pending_opens
+                || self.held_scids.len() >= self.config.max_held)
+        {
+            Some(PeerAbuse::TooManyWaiting)
         } else {
             None
         };
         if let Some(why) = refuse {
             let name: String = subprotocol.chars().take(64).collect();
-            tracing::warn!("closing subchannel {scid} ({name:?}): {why}");
+            tracing::debug!("closing subchannel {scid} ({name:?}): {why}");
+            self.abuse(why);
             if let Some(s) = self.session.as_mut() {
                 s.refuse(scid);
             }
@@ -1120,8 +1151,8 @@ impl Endpoint {
             return;
         }
         if self.targets.len() >= MAX_DIAL_TARGETS {
-            tracing::warn!("ignoring hint {host}:{port}: {MAX_DIAL_TARGETS} already dialed");
-            return;
+            tracing::debug!("ignoring hint {host}:{port}: {MAX_DIAL_TARGETS} already dialed");
+            return self.abuse(PeerAbuse::TooManyHints);
         }
         self.targets.push(Target {
             host,

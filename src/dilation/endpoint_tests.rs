@@ -701,6 +701,20 @@ fn a_flood_of_names_nobody_listens_for_never_keeps_out_a_listened_one() {
     pair.open(FOLLOWER, "real");
     pair.run_for(SECOND);
     assert!(pair.peers[LEADER].incoming.iter().any(|(_, n)| n == "real"));
+    // the 40 refusals are reported, the first at once and the rest in one report a second later (by now)
+    let reports: Vec<u64> = pair.peers[LEADER]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Status(DilationEvent::PeerAbuse {
+                abuse: PeerAbuse::TooManyWaiting,
+                count,
+            }) => Some(*count),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reports.iter().sum::<u64>(), 40, "{reports:?}");
+    assert!(reports.len() <= 2, "{reports:?}");
 }
 
 #[test]

@@ -14,7 +14,9 @@ pub mod record;
 mod reliability;
 pub(crate) mod session;
 
-pub use config::{DilationConfig, DilationEvent, LossReason, PathKind, DEFAULT_LIVENESS_INTERVAL};
+pub use config::{
+    DilationConfig, DilationEvent, LossReason, PathKind, PeerAbuse, DEFAULT_LIVENESS_INTERVAL,
+};
 pub use driver::{Dilated, DilatedHandle, FullyClosed, Subchannel, SubchannelListener, MAX_DATA};
 pub use endpoint::Endpoint;
 pub use hints::RelayLocation;

@@ -7,8 +7,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::config::PeerAbuse;
 use super::l2::Role;
-use super::record::{Record, Scid};
+use super::record::{Record, Scid, Seqnum};
 use super::reliability::{Inbound, Outbound, SeqnumExhausted};
 
 /// What happened to the subchannels.
@@ -36,6 +37,8 @@ pub enum SessionEvent {
     Sent {
         data_bytes: usize,
     },
+    /// The peer went over a bound; its record was refused or ignored.
+    Abuse(PeerAbuse),
 }
 
 /// Longest subprotocol name of a peer's OPEN we take; a longer one is refused with CLOSE
@@ -44,6 +47,10 @@ pub const MAX_SUBPROTOCOL: usize = 1024;
 /// PONGs waiting to be sent (one per PING received while our writer is stalled); older ones
 /// are dropped beyond it (an unanswered PING costs the peer at most a reconnect).
 const MAX_QUEUED_PONGS: usize = 16;
+/// Refusals (our CLOSEs for OPENs we did not take) the peer has not acknowledged; beyond it
+/// further OPENs to refuse are ignored instead: a peer that floods OPENs and never acknowledges
+/// cannot grow our queue of records to resend.
+pub const MAX_UNACKED_REFUSALS: usize = 1024;
 
 /// What the driver must do after a timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +121,8 @@ pub struct Session {
     liveness: Duration,
     pinger: Option<Pinger>,
     events: VecDeque<SessionEvent>,
+    /// The seqnums of our refusal CLOSEs not yet acknowledged, oldest first.
+    refusals: VecDeque<Seqnum>,
 }
 
 impl Session {
@@ -135,6 +144,7 @@ impl Session {
             liveness,
             pinger: None,
             events: VecDeque::new(),
+            refusals: VecDeque::new(),
         }
     }
 
@@ -260,12 +270,20 @@ impl Session {
     }
 
     /// Refuses a subchannel the peer opened: our CLOSE goes out and the id is forgotten at once
-    /// (a refused OPEN leaves nothing behind, whether or not the peer ever answers).
+    /// (a refused OPEN leaves nothing behind, whether or not the peer ever answers). While
+    /// [`MAX_UNACKED_REFUSALS`] refusals wait for the peer's ACK, the OPEN is ignored instead.
     pub fn refuse(&mut self, scid: Scid) {
-        if let Err(e) = self.outbound.close(scid) {
-            tracing::warn!("cannot refuse subchannel {scid}: {e}");
-        }
         self.subchannels.remove(&scid);
+        if self.refusals.len() >= MAX_UNACKED_REFUSALS {
+            tracing::debug!("ignoring OPEN {scid}: {MAX_UNACKED_REFUSALS} refusals unacknowledged");
+            self.events
+                .push_back(SessionEvent::Abuse(PeerAbuse::Unacknowledged));
+            return;
+        }
+        match self.outbound.close(scid) {
+            Ok(r) => self.refusals.extend(r.seqnum()),
+            Err(e) => tracing::warn!("cannot refuse subchannel {scid}: {e}"),
+        }
     }
 
     /// Sends our CLOSE ("no more data from us").
@@ -313,6 +331,9 @@ impl Session {
             Record::Ack(seqnum) => {
                 let before = self.outbound.queued_bytes();
                 let (records, _) = self.outbound.ack(seqnum);
+                while self.refusals.front().is_some_and(|s| *s <= seqnum) {
+                    self.refusals.pop_front();
+                }
                 let retired = before - self.outbound.queued_bytes();
                 self.in_flight = self.in_flight.saturating_sub(retired);
                 self.next_unsent = self.next_unsent.saturating_sub(records);
@@ -348,14 +369,17 @@ impl Session {
                 }
                 if (scid % 2) == (self.next_scid % 2) {
                     // an id of ours: taking it would cross two streams once we allocate it
-                    tracing::warn!("ignoring OPEN for subchannel {scid}, an id of ours");
-                    return;
+                    tracing::debug!("ignoring OPEN for subchannel {scid}, an id of ours");
+                    let abuse = SessionEvent::Abuse(PeerAbuse::OurSubchannelId);
+                    return self.events.push_back(abuse);
                 }
                 if subprotocol.len() > MAX_SUBPROTOCOL {
-                    tracing::warn!(
+                    tracing::debug!(
                         "refusing subchannel {scid}: subprotocol name of {} bytes",
                         subprotocol.len()
                     );
+                    let abuse = SessionEvent::Abuse(PeerAbuse::LongSubprotocol);
+                    self.events.push_back(abuse);
                     return self.refuse(scid);
                 }
                 self.subchannels.insert(scid, SubState::Open);

@@ -414,9 +414,9 @@ fn hostile_opens_are_refused_and_leave_nothing_behind() {
         subprotocol: "x".into(),
     });
     assert_eq!(
-        link.l.poll_event(),
-        None,
-        "an OPEN with our parity is ignored"
+        events(&mut link.l),
+        vec![SessionEvent::Abuse(PeerAbuse::OurSubchannelId)],
+        "an OPEN with our parity is ignored (and counted as abuse)"
     );
     let ours = link.l.open("mine").unwrap();
     assert_eq!(ours, 1, "the id stays ours");
@@ -427,12 +427,66 @@ fn hostile_opens_are_refused_and_leave_nothing_behind() {
         seqnum: 1,
         subprotocol: name,
     });
-    assert_eq!(link.l.poll_event(), None);
+    assert_eq!(
+        events(&mut link.l),
+        vec![SessionEvent::Abuse(PeerAbuse::LongSubprotocol)]
+    );
     assert_eq!(link.l.open_subchannels(), 1, "only ours");
     let out = sent(&mut link.l);
     assert!(
         out.iter()
             .any(|r| matches!(r, Record::Close { scid: 2, .. })),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn refusals_the_peer_never_acknowledges_stop_at_a_bound_and_resume_after_its_ack() {
+    let mut link = Link::new(false);
+    // a peer that floods OPENs we refuse and never acknowledges our CLOSEs
+    let mut ignored = 0;
+    for i in 0..5_000u32 {
+        link.l.received(Record::Open {
+            scid: 2 + 2 * i,
+            seqnum: i,
+            subprotocol: "nobody".into(),
+        });
+        while let Some(e) = link.l.poll_event() {
+            match e {
+                SessionEvent::Incoming { scid, .. } => link.l.refuse(scid),
+                SessionEvent::Abuse(PeerAbuse::Unacknowledged) => ignored += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    let out = sent(&mut link.l);
+    let closes = out
+        .iter()
+        .filter(|r| matches!(r, Record::Close { .. }))
+        .count();
+    assert_eq!(closes, MAX_UNACKED_REFUSALS, "refusals stop at the bound");
+    assert_eq!(
+        link.l.open_subchannels(),
+        0,
+        "nothing is kept for the others"
+    );
+    assert_eq!(ignored, 5_000 - MAX_UNACKED_REFUSALS);
+    assert!(link.l.unacked_bytes() < 32 * MAX_UNACKED_REFUSALS);
+    // once the peer acknowledges them, OPENs are refused with CLOSE again
+    let last_close = out.iter().rev().find_map(Record::seqnum).unwrap();
+    link.l.received(Record::Ack(last_close));
+    link.l.received(Record::Open {
+        scid: 20_000,
+        seqnum: 5_000,
+        subprotocol: "nobody".into(),
+    });
+    if let Some(SessionEvent::Incoming { scid, .. }) = link.l.poll_event() {
+        link.l.refuse(scid);
+    }
+    let out = sent(&mut link.l);
+    assert!(
+        out.iter()
+            .any(|r| matches!(r, Record::Close { scid: 20_000, .. })),
         "{out:?}"
     );
 }

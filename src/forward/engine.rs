@@ -72,6 +72,11 @@ impl Engine {
         self.0.events.push(event);
     }
 
+    /// An `error` the peer caused (rate-limited: see [`super::EventQueue::push_peer_error`]).
+    fn peer_error(&self, text: String) {
+        self.0.events.push_peer_error(text);
+    }
+
     fn next_id(&self) -> StreamId {
         self.0.next_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -157,19 +162,19 @@ impl Engine {
                 Ok(f) => f,
                 // the peer closed the subchannel, or the session ended: nothing to report
                 Err(frame::FrameError::Truncated | frame::FrameError::Io(_)) => return,
-                Err(e) => return self.emit(Event::Error(format!("bad listener request: {e}"))),
+                Err(e) => return self.peer_error(format!("bad listener request: {e}")),
             };
             let request = match Command::decode(&fields) {
                 Ok(Command::RequestListener(r)) => r,
                 Ok(Command::Unknown(kind)) => {
-                    self.emit(Event::Error(format!("Unknown control command: {kind}")));
+                    self.peer_error(format!("Unknown control command: {kind}"));
                     continue;
                 }
                 Ok(other) => {
-                    self.emit(Event::Error(format!("Unknown control command: {other:?}")));
+                    self.peer_error(format!("Unknown control command: {other:?}"));
                     continue;
                 }
-                Err(e) => return self.emit(Event::Error(format!("bad listener request: {e}"))),
+                Err(e) => return self.peer_error(format!("bad listener request: {e}")),
             };
             let name = request.name.clone();
             let plan = self.services().on_request(&request);
@@ -217,9 +222,7 @@ impl Engine {
                         .push(task.abort_handle());
                 }
                 Err(reason) => {
-                    self.emit(Event::Error(format!(
-                        "Failed to listen on \"{name}\": {reason}"
-                    )));
+                    self.peer_error(format!("Failed to listen on \"{name}\": {reason}"));
                     let reason = reason.to_string();
                     self.emit(Event::ListeningFailed { name, reason });
                 }

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::dilation::PathKind;
 use crate::wormhole::Mood;
@@ -179,6 +179,11 @@ fn count_of(event: &Event) -> Option<((StreamId, bool), u64)> {
 pub const MAX_QUEUED_ERRORS: usize = 10_000;
 /// Longest error text kept (a peer's refusal reason travels in it).
 pub const MAX_ERROR_TEXT: usize = 512;
+/// `error` events caused by the peer (see [`EventQueue::push_peer_error`]) shown per
+/// [`PEER_ERROR_WINDOW`]; more are counted and reported in one line when the window ends.
+pub const PEER_ERRORS_PER_WINDOW: u32 = 10;
+/// See [`PEER_ERRORS_PER_WINDOW`].
+pub const PEER_ERROR_WINDOW: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 struct Queue {
@@ -191,6 +196,62 @@ struct Queue {
     /// (stream, is-in) -> sequence number of its queued count.
     counts: HashMap<(StreamId, bool), u64>,
     closed: bool,
+    /// The current window of the peer's errors: its start, errors shown and suppressed in it.
+    peer_window: Option<Instant>,
+    peer_shown: u32,
+    peer_suppressed: u64,
+}
+
+impl Queue {
+    fn push(&mut self, mut event: Event) {
+        if let Event::Error(text) = &mut event {
+            if self.errors >= MAX_QUEUED_ERRORS {
+                self.dropped_errors += 1;
+                return;
+            }
+            self.errors += 1;
+            if text.len() > MAX_ERROR_TEXT {
+                let mut end = MAX_ERROR_TEXT;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+                text.push_str("...");
+            }
+        }
+        if let Some((key, n)) = count_of(&event) {
+            if let Some(seq) = self.counts.get(&key).copied() {
+                let index = (seq - self.base) as usize;
+                if let Some(Event::BytesIn { bytes, .. } | Event::BytesOut { bytes, .. }) =
+                    self.items.get_mut(index)
+                {
+                    *bytes += n;
+                    return;
+                }
+            }
+            let seq = self.base + self.items.len() as u64;
+            self.counts.insert(key, seq);
+        }
+        self.items.push_back(event);
+    }
+
+    /// Ends the window of the peer's errors if it is over, with a line for those suppressed.
+    fn end_peer_window(&mut self, now: Instant) {
+        if self
+            .peer_window
+            .is_some_and(|start| now >= start + PEER_ERROR_WINDOW)
+        {
+            let n = std::mem::take(&mut self.peer_suppressed);
+            if n > 0 {
+                self.push(Event::Error(format!(
+                    "{n} more errors caused by the peer were not shown (at most \
+                     {PEER_ERRORS_PER_WINDOW} a second)"
+                )));
+            }
+            self.peer_window = None;
+            self.peer_shown = 0;
+        }
+    }
 }
 
 /// A many-producer, one-consumer queue of [`Event`]s; producers never wait.
@@ -205,43 +266,37 @@ impl EventQueue {
     }
 
     /// Queues `event`; a byte count joins a count of the same stream and direction still queued.
-    pub fn push(&self, mut event: Event) {
-        let mut q = self.lock();
-        if let Event::Error(text) = &mut event {
-            if q.errors >= MAX_QUEUED_ERRORS {
-                q.dropped_errors += 1;
-                return;
-            }
-            q.errors += 1;
-            if text.len() > MAX_ERROR_TEXT {
-                let mut end = MAX_ERROR_TEXT;
-                while !text.is_char_boundary(end) {
-                    end -= 1;
-                }
-                text.truncate(end);
-                text.push_str("...");
-            }
-        }
-        if let Some((key, n)) = count_of(&event) {
-            if let Some(seq) = q.counts.get(&key).copied() {
-                let index = (seq - q.base) as usize;
-                if let Some(Event::BytesIn { bytes, .. } | Event::BytesOut { bytes, .. }) =
-                    q.items.get_mut(index)
-                {
-                    *bytes += n;
-                    return;
-                }
-            }
-            let seq = q.base + q.items.len() as u64;
-            q.counts.insert(key, seq);
-        }
-        q.items.push_back(event);
+    pub fn push(&self, event: Event) {
+        self.lock().push(event);
         self.inner.1.notify_one();
+    }
+
+    /// Queues an `error` the peer caused (a refused request, abuse of a bound): at most
+    /// [`PEER_ERRORS_PER_WINDOW`] a second are shown, the rest counted in one line.
+    pub fn push_peer_error(&self, text: impl Into<String>) {
+        self.push_peer_error_at(Instant::now(), text.into());
+    }
+
+    fn push_peer_error_at(&self, now: Instant, text: String) {
+        let mut q = self.lock();
+        q.end_peer_window(now);
+        q.peer_window.get_or_insert(now);
+        if q.peer_shown < PEER_ERRORS_PER_WINDOW {
+            q.peer_shown += 1;
+            q.push(Event::Error(text));
+            self.inner.1.notify_one();
+        } else {
+            q.peer_suppressed += 1;
+        }
     }
 
     /// Takes everything queued, waiting up to `wait` for something to arrive. An empty result
     /// after [`close`](Self::close) means the end.
     pub fn drain(&self, wait: Duration) -> Vec<Event> {
+        self.drain_at(wait, Instant::now)
+    }
+
+    fn drain_at(&self, wait: Duration, now: impl Fn() -> Instant) -> Vec<Event> {
         let mut q = self.lock();
         if q.items.is_empty() && !q.closed {
             q = self
@@ -251,6 +306,7 @@ impl EventQueue {
                 .map(|(q, _)| q)
                 .unwrap_or_else(|e| e.into_inner().0);
         }
+        q.end_peer_window(now());
         let mut out: Vec<Event> = q.items.drain(..).collect();
         q.base += out.len() as u64;
         q.counts.clear();
@@ -328,6 +384,40 @@ mod tests {
         );
         q.close();
         assert!(q.drain(Duration::from_secs(5)).is_empty());
+    }
+
+    #[test]
+    fn errors_caused_by_the_peer_are_shown_ten_a_second_and_the_rest_counted() {
+        let q = EventQueue::default();
+        let t0 = Instant::now();
+        for i in 0..1000 {
+            q.push_peer_error_at(t0 + Duration::from_millis(i / 2), format!("refused {i}"));
+        }
+        q.push(Event::Error("our own".into()));
+        let errors = |v: Vec<Event>| -> Vec<String> {
+            v.into_iter()
+                .map(|e| match e {
+                    Event::Error(t) => t,
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        // within the window: the first ten and our own error, nothing about the rest yet
+        let first = errors(q.drain_at(Duration::ZERO, || t0 + Duration::from_millis(999)));
+        assert_eq!(first.len(), 11);
+        assert_eq!(first[0], "refused 0");
+        assert_eq!(first[9], "refused 9");
+        assert_eq!(first[10], "our own");
+        // once the window is over: one line for the 990 not shown
+        let later = errors(q.drain_at(Duration::ZERO, || t0 + Duration::from_secs(1)));
+        assert_eq!(
+            later,
+            vec!["990 more errors caused by the peer were not shown (at most 10 a second)"]
+        );
+        // a new window shows errors again
+        q.push_peer_error_at(t0 + Duration::from_secs(5), "refused again".into());
+        let again = errors(q.drain_at(Duration::ZERO, || t0 + Duration::from_secs(5)));
+        assert_eq!(again, vec!["refused again"]);
     }
 
     #[test]
