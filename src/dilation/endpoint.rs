@@ -83,6 +83,9 @@ const PARALLEL_DIALS: usize = 3;
 /// Accepted connections still in their handshake at once; more are dropped when accepted (an
 /// unauthenticated client can hold no more of our memory than this many handshakes).
 pub const MAX_INBOUND_HANDSHAKES: usize = 32;
+/// Of those, from one address (a peer dials each of our hints about once per generation): one
+/// client cannot take every slot and keep a real peer out.
+pub const MAX_INBOUND_HANDSHAKES_PER_ADDRESS: usize = 8;
 /// Longest handshake (prologue, Noise, KCM) of an accepted connection.
 const INBOUND_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reports of the peer's abuse: the first at once, then at most one per this interval.
@@ -566,13 +569,19 @@ impl Endpoint {
         if self.listening != Some(generation) || self.manager.state() != State::Connecting {
             return None;
         }
-        let handshaking = self
+        let inbound: Vec<Option<IpAddr>> = self
             .conns
             .values()
             .filter(|c| c.target.is_none() && matches!(c.state, ConnState::Handshaking { .. }))
-            .count();
-        if handshaking >= MAX_INBOUND_HANDSHAKES {
-            tracing::warn!("dropping a connection from {peer}: {handshaking} handshakes under way");
+            .map(|c| c.peer.map(|p| p.ip().to_canonical()))
+            .collect();
+        let ip = peer.ip().to_canonical();
+        let same = inbound.iter().filter(|p| **p == Some(ip)).count();
+        if inbound.len() >= MAX_INBOUND_HANDSHAKES || same >= MAX_INBOUND_HANDSHAKES_PER_ADDRESS {
+            tracing::debug!(
+                "dropping a connection from {peer}: {} handshakes under way, {same} from it",
+                inbound.len()
+            );
             return None;
         }
         let conn = self.new_conn(now, PathKind::Direct, None);

@@ -423,12 +423,21 @@ fn unauthenticated_handshakes_are_capped_and_time_out() {
     let now = std::time::Instant::now();
     let mut ep = listening_leader(now);
     let local = "198.18.0.1:4321".parse().unwrap();
-    let accepted: Vec<Option<ConnId>> = (0..MAX_INBOUND_HANDSHAKES + 8)
+    // one address gets its share, not every slot
+    let greedy: Vec<Option<ConnId>> = (0..MAX_INBOUND_HANDSHAKES)
         .map(|i| {
-            let peer = format!("198.18.0.9:{}", 1000 + i).parse().unwrap();
+            let peer = format!("198.18.0.8:{}", 1000 + i).parse().unwrap();
             ep.handle_accepted(now, 0, peer, local)
         })
         .collect();
+    let admitted = greedy.iter().flatten().count();
+    assert_eq!(admitted, MAX_INBOUND_HANDSHAKES_PER_ADDRESS);
+    // the others fill the rest, up to the cap for all
+    let mut accepted: Vec<Option<ConnId>> = greedy.into_iter().filter(Option::is_some).collect();
+    accepted.extend((0..MAX_INBOUND_HANDSHAKES).map(|i| {
+        let peer = format!("198.18.1.{}:{}", i / 4, 1000 + i).parse().unwrap();
+        ep.handle_accepted(now, 0, peer, local)
+    }));
     assert!(accepted[..MAX_INBOUND_HANDSHAKES]
         .iter()
         .all(Option::is_some));

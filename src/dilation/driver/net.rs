@@ -211,7 +211,12 @@ async fn read_loop(
         }
         let buf = recv.buffer();
         buf.reserve(READ_BUFFER);
-        match read.read_buf(buf).await {
+        // at most READ_BUFFER per read, whatever capacity the buffer grew to: the records of one
+        // read are copied once more on their way to the task (bounded by READ_BATCHES)
+        match read
+            .read_buf(&mut bytes::BufMut::limit(buf, READ_BUFFER))
+            .await
+        {
             Ok(0) => break "connection closed by the peer".to_string(),
             Ok(_) => {}
             Err(e) => break e.to_string(),

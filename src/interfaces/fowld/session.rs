@@ -312,9 +312,10 @@ impl Session {
                         self.emit(Status::DilationReconnecting { generation, attempt })
                     }
                     Some(DilationEvent::Failed(e)) => self.error(e.to_string()),
-                    Some(DilationEvent::PeerAbuse { abuse, count }) => self.out.push_peer_error(
-                        format!("the peer went over a bound: {count} {abuse}; the session goes on"),
-                    ),
+                    // already at most one per kind and second: never suppressed
+                    Some(DilationEvent::PeerAbuse { abuse, count }) => self.error(format!(
+                        "the peer went over a bound: {count} {abuse}; the session goes on"
+                    )),
                     Some(DilationEvent::Wormhole(WormholeEvent::Message(m))) if is_closing(&m) => {
                         return self.close(d, &engine, DEFAULT_CLOSE_TIMEOUT, true).await
                     }
