@@ -3,6 +3,55 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Refused connections are logged at most this often (with counts): an abuser must not be able
+/// to fill the server's log.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Counts refused connections; logs the first at once and then at most one line per
+/// [`REFUSAL_LOG_INTERVAL`], with the count since the last line and in all.
+#[derive(Debug)]
+pub struct Refusals {
+    server: &'static str,
+    total: u64,
+    unlogged: u64,
+    next_log: Option<Instant>,
+}
+
+impl Refusals {
+    /// Refusals of `server` (its name in the log).
+    pub fn new(server: &'static str) -> Refusals {
+        Refusals {
+            server,
+            total: 0,
+            unlogged: 0,
+            next_log: None,
+        }
+    }
+
+    /// One more refused connection, for `why`.
+    pub fn refused(&mut self, why: std::fmt::Arguments<'_>) {
+        self.total += 1;
+        self.unlogged += 1;
+        let now = Instant::now();
+        if self.next_log.is_none_or(|at| now >= at) {
+            tracing::warn!(
+                "{}: refused {} connection(s) since the last report, {} in all; the latest: {why}",
+                self.server,
+                self.unlogged,
+                self.total
+            );
+            self.unlogged = 0;
+            self.next_log = Some(now + REFUSAL_LOG_INTERVAL);
+        }
+    }
+
+    /// Connections refused so far.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+}
 
 /// Counts open connections per client address; a [`AddressSlot`] holds one until dropped.
 #[derive(Debug, Clone)]

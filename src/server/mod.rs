@@ -23,4 +23,4 @@ mod limits;
 pub mod mailbox;
 pub mod relay;
 
-pub use limits::{AddressLimit, AddressSlot};
+pub use limits::{AddressLimit, AddressSlot, Refusals, REFUSAL_LOG_INTERVAL};

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::state::{ConnId, MailboxConfig, MailboxState};
 use crate::mailbox::messages::MAX_SERVER_MESSAGE;
-use crate::server::AddressLimit;
+use crate::server::{AddressLimit, Refusals};
 
 /// A connection's writer: frames to send, and the bytes of those not yet sent.
 struct Sender {
@@ -94,14 +94,13 @@ pub fn serve(listener: TcpListener, config: MailboxConfig) -> std::io::Result<Ma
     let task = tokio::spawn(async move {
         let mut conns = tokio::task::JoinSet::new();
         let mut prune = tokio::time::interval(prune_every);
-        let mut refused: u64 = 0;
+        let mut refused = Refusals::new("mailbox server");
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) if conns.len() < max_connections => {
                         let Some(slot) = addresses.admit(peer.ip()) else {
-                            refused += 1;
-                            tracing::warn!("mailbox server: {} has its fill of connections, closing a new one ({refused} refused so far)", peer.ip());
+                            refused.refused(format_args!("{} has its fill of connections", peer.ip()));
                             continue;
                         };
                         let shared = shared.clone();
@@ -115,10 +114,7 @@ pub fn serve(listener: TcpListener, config: MailboxConfig) -> std::io::Result<Ma
                             drop(slot);
                         });
                     }
-                    Ok(_) => {
-                        refused += 1;
-                        tracing::warn!("mailbox server: connection limit reached ({refused} refused so far)");
-                    }
+                    Ok(_) => refused.refused(format_args!("connection limit reached")),
                     Err(e) => {
                         tracing::warn!("mailbox server: accept failed: {e}");
                         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::state::{parse_handshake, Arrival, RelayConnId, RelayState, MAX_HANDSHAKE_LINE};
-use crate::server::{AddressLimit, AddressSlot};
+use crate::server::{AddressLimit, AddressSlot, Refusals};
 
 /// Limits of the relay; see `protocol/relay-server.md`.
 #[derive(Debug, Clone)]
@@ -113,7 +113,7 @@ pub fn serve(listener: TcpListener, config: RelayConfig) -> std::io::Result<Rela
     let task = tokio::spawn(async move {
         let config = Arc::new(config);
         let mut next_id: RelayConnId = 0;
-        let mut refused: u64 = 0;
+        let mut refused = Refusals::new("relay");
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
@@ -125,13 +125,12 @@ pub fn serve(listener: TcpListener, config: RelayConfig) -> std::io::Result<Rela
                 }
             };
             let Ok(permit) = task_permits.clone().try_acquire_owned() else {
-                refused += 1;
-                tracing::warn!("relay: connection limit reached, closing a new connection ({refused} refused so far)");
+                refused.refused(format_args!("connection limit reached"));
                 continue;
             };
             let Some(slot) = addresses.admit(peer.ip()) else {
-                refused += 1;
-                tracing::warn!("relay: {} has {} connections open, closing a new one ({refused} refused so far)", peer.ip(), config.max_per_address);
+                let (ip, max) = (peer.ip(), config.max_per_address);
+                refused.refused(format_args!("{ip} has {max} connections open"));
                 continue;
             };
             next_id += 1;
