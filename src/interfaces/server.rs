@@ -59,6 +59,13 @@ pub struct ServerArgs {
     /// Relay connections from one client address at most.
     #[arg(long, default_value_t = 128)]
     pub relay_max_per_address: usize,
+    /// Bytes of messages stored in all mailboxes together at most (default 1 GiB).
+    #[arg(long, default_value_t = 1 << 30)]
+    pub mailbox_max_stored_bytes: usize,
+    /// Seconds a mailbox someone listens to lives without a new message (default 7 days); its
+    /// listeners are then disconnected and open it afresh.
+    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    pub mailbox_listened_expiry: u64,
 }
 
 async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
@@ -83,6 +90,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             max_connections: args.mailbox_max_connections,
             max_per_address: args.mailbox_max_per_address,
             max_mailboxes: args.mailbox_max_mailboxes,
+            max_stored_bytes: args.mailbox_max_stored_bytes,
+            listened_expiry: args.mailbox_listened_expiry as f64,
             ..Default::default()
         };
         let server = mailbox::serve(bind(&args.mailbox_listen).await?, config)?;

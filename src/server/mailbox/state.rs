@@ -23,6 +23,11 @@ pub struct MailboxConfig {
     pub mailbox_expiry: f64,
     /// Bytes of message bodies one mailbox may store; an `add` beyond gets `mailbox full`.
     pub max_mailbox_bytes: usize,
+    /// Bytes of messages stored in all mailboxes together; an `add` beyond gets `server full`.
+    pub max_stored_bytes: usize,
+    /// A mailbox someone listens to but that saw no new message for this long is deleted too,
+    /// and its listeners disconnected (they reconnect and open it afresh) (seconds).
+    pub listened_expiry: f64,
     /// How often expired mailboxes are looked for (seconds).
     pub prune_interval: f64,
     /// Open WebSocket connections at most; more are closed right after accepting.
@@ -49,6 +54,8 @@ impl Default for MailboxConfig {
             disallow_list: false,
             mailbox_expiry: 11.0 * 60.0,
             max_mailbox_bytes: 16 << 20,
+            max_stored_bytes: 1 << 30,
+            listened_expiry: 7.0 * 24.0 * 3600.0,
             prune_interval: 5.0 * 60.0,
             max_connections: 10_000,
             bind_timeout: 60.0,
@@ -78,6 +85,8 @@ struct Mailbox {
     listeners: HashSet<ConnId>,
     /// Last time a message arrived or someone listened (seconds since the epoch).
     updated: f64,
+    /// Last time a message arrived (or the mailbox was created).
+    last_message: f64,
 }
 
 #[derive(Debug, Default)]
@@ -107,6 +116,10 @@ pub struct MailboxState {
     conns: HashMap<ConnId, Conn>,
     outbox: VecDeque<(ConnId, String)>,
     rng: StdRng,
+    /// Bytes stored in all mailboxes, against `max_stored_bytes`.
+    stored: usize,
+    /// Listeners of expired mailboxes, to be disconnected (see [`MailboxState::take_evicted`]).
+    evicted: Vec<ConnId>,
 }
 
 fn text(msg: &Map<String, Value>, key: &str) -> Option<String> {
@@ -122,6 +135,8 @@ impl MailboxState {
             conns: HashMap::new(),
             outbox: VecDeque::new(),
             rng: StdRng::from_entropy(),
+            stored: 0,
+            evicted: Vec::new(),
         }
     }
 
@@ -353,8 +368,13 @@ impl MailboxState {
                 if mb.stored + size > self.config.max_mailbox_bytes {
                     return Err(Refusal("mailbox full"));
                 }
+                if self.stored + size > self.config.max_stored_bytes {
+                    return Err(Refusal("server full"));
+                }
                 mb.stored += size;
+                self.stored += size;
                 mb.updated = now;
+                mb.last_message = now;
                 mb.messages.push(message.clone());
                 let listeners: Vec<ConnId> = mb.listeners.iter().copied().collect();
                 for to in listeners {
@@ -382,7 +402,9 @@ impl MailboxState {
                         mb.sides.insert(side.clone(), true);
                         mb.listeners.remove(&id);
                         if mb.sides.values().all(|closed| *closed) {
+                            let stored = mb.stored;
                             app.mailboxes.remove(&mailbox);
+                            self.stored -= stored;
                         }
                     }
                 }
@@ -448,6 +470,7 @@ impl MailboxState {
             .entry(mailbox.into())
             .or_insert_with(|| Mailbox {
                 updated: now,
+                last_message: now,
                 ..Default::default()
             });
         if !mb.sides.contains_key(side) {
@@ -461,18 +484,29 @@ impl MailboxState {
 
     /// Deletes mailboxes that nobody listens to and that saw no message for `mailbox_expiry`
     /// (the Python server's `pruney`), with the nameplates that lead to them. A listened-to mailbox
-    /// counts as updated, so a live connection keeps its mailbox alive indefinitely. Returns how
+    /// counts as updated, until it saw no new message for `listened_expiry`: then it is deleted
+    /// too and its listeners are to be disconnected ([`MailboxState::take_evicted`]). Returns how
     /// many mailboxes were deleted.
     pub fn prune(&mut self, now: f64) -> usize {
-        let expiry = self.config.mailbox_expiry;
+        let (expiry, listened_expiry) = (self.config.mailbox_expiry, self.config.listened_expiry);
         let mut pruned = 0;
+        let (mut freed, evicted) = (0, &mut self.evicted);
         for app in self.apps.values_mut() {
             let before = app.mailboxes.len();
             app.mailboxes.retain(|_, mb| {
-                if !mb.listeners.is_empty() {
+                let keep = if mb.listeners.is_empty() {
+                    now - mb.updated < expiry
+                } else if now - mb.last_message >= listened_expiry {
+                    evicted.extend(mb.listeners.iter().copied());
+                    false
+                } else {
                     mb.updated = now;
+                    true
+                };
+                if !keep {
+                    freed += mb.stored;
                 }
-                now - mb.updated < expiry
+                keep
             });
             pruned += before - app.mailboxes.len();
             let mailboxes = &app.mailboxes;
@@ -481,7 +515,19 @@ impl MailboxState {
         }
         self.apps
             .retain(|_, a| !a.mailboxes.is_empty() || !a.nameplates.is_empty());
+        self.stored -= freed;
         pruned
+    }
+
+    /// The connections that listened to mailboxes [`MailboxState::prune`] deleted as idle: the
+    /// server disconnects them.
+    pub fn take_evicted(&mut self) -> Vec<ConnId> {
+        std::mem::take(&mut self.evicted)
+    }
+
+    /// Bytes of messages stored in all mailboxes.
+    pub fn stored_bytes(&self) -> usize {
+        self.stored
     }
 
     /// Whether connection `id` has sent its `bind`.

@@ -414,3 +414,67 @@ fn long_strings_and_too_many_mailboxes_are_refused() {
         .send(json!({"type": "open", "mailbox": "m2"}))
         .is_empty());
 }
+
+#[test]
+fn a_listened_mailbox_without_messages_expires_and_its_listeners_are_disconnected() {
+    let mut s = MailboxState::new(MailboxConfig {
+        mailbox_expiry: 100.0,
+        listened_expiry: 1000.0,
+        ..Default::default()
+    });
+    bound(&mut s, 1, "s1");
+    s.received(1, r#"{"type": "open", "mailbox": "m"}"#, 10.0);
+    s.received(1, r#"{"type": "add", "phase": "1", "body": "00"}"#, 500.0);
+    drain(&mut s);
+    assert_eq!(s.prune(1400.0), 0, "a message 900 s ago: kept");
+    assert!(s.take_evicted().is_empty());
+    assert!(s.stored_bytes() > 0);
+    assert_eq!(s.prune(1501.0), 1, "no message for 1001 s: deleted");
+    assert_eq!(
+        s.take_evicted(),
+        vec![1],
+        "its listener is to be disconnected"
+    );
+    assert_eq!(s.stored_bytes(), 0, "its bytes are freed");
+    // the client reconnects and opens the mailbox again: a fresh, empty one
+    s.disconnected(1);
+    bound(&mut s, 2, "s1");
+    s.received(2, r#"{"type": "open", "mailbox": "m"}"#, 1502.0);
+    let replay = drain(&mut s);
+    assert!(
+        replay.iter().all(|(_, v)| v["type"] != "message"),
+        "{replay:?}"
+    );
+}
+
+#[test]
+fn stored_bytes_of_all_mailboxes_together_are_capped() {
+    let mut s = MailboxState::new(MailboxConfig {
+        max_stored_bytes: 1000,
+        ..Default::default()
+    });
+    let body = "00".repeat(200);
+    for (id, mailbox) in [(1, "m1"), (2, "m2"), (3, "m3")] {
+        bound(&mut s, id, "s1");
+        let mut c = Client { server: &mut s, id };
+        c.send(json!({"type": "open", "mailbox": mailbox}));
+        let replies = c.send(json!({"type": "add", "phase": "1", "body": body}));
+        if id < 3 {
+            assert_eq!(replies[0]["type"], "message", "{replies:?}");
+        } else {
+            assert_eq!(replies[0]["error"], "server full", "{replies:?}");
+        }
+    }
+    // a closed mailbox gives its bytes back
+    let mut c = Client {
+        server: &mut s,
+        id: 1,
+    };
+    c.send(json!({"type": "close", "mailbox": "m1"}));
+    let mut c = Client {
+        server: &mut s,
+        id: 3,
+    };
+    let replies = c.send(json!({"type": "add", "phase": "1", "body": body}));
+    assert_eq!(replies[0]["type"], "message", "{replies:?}");
+}

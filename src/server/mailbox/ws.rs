@@ -122,9 +122,19 @@ pub fn serve(listener: TcpListener, config: MailboxConfig) -> std::io::Result<Ma
                 },
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
                 _ = prune.tick() => {
-                    let pruned = lock(&shared).state.prune(now());
+                    let mut s = lock(&shared);
+                    let pruned = s.state.prune(now());
+                    let evicted = s.state.take_evicted();
+                    for id in &evicted {
+                        s.senders.remove(id); // its writer sees the end and closes
+                    }
                     if pruned > 0 {
-                        tracing::info!("mailbox server: pruned {pruned} expired mailboxes");
+                        tracing::info!(
+                            "mailbox server: pruned {pruned} expired mailboxes, closed {} \
+                             connections listening to idle ones; {} bytes stored",
+                            evicted.len(),
+                            s.state.stored_bytes()
+                        );
                     }
                 }
             }
