@@ -111,12 +111,42 @@ pub struct MailboxClient {
     pending_adds: Vec<(String, Vec<u8>)>,
     close_mood: Option<String>,
     closed: bool,
+    /// Named peer phases already delivered (see [`MailboxClient::fresh_phase`]).
     processed: HashSet<String>,
     actions: VecDeque<Action>,
     events: VecDeque<MailboxEvent>,
 }
 
+/// Named (not numbered) peer phases remembered as delivered; more are ignored. The protocol has
+/// two (`pake`, `version`).
+const MAX_NAMED_PHASES: usize = 64;
+
+/// A numbered phase (`N` or `dilate-N`): its duplicates are dropped by the wormhole's in-order
+/// delivery, so the client need not remember it (a session that lives for months receives
+/// many).
+fn numbered(phase: &str) -> bool {
+    let n = phase.strip_prefix("dilate-").unwrap_or(phase);
+    !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+}
+
 impl MailboxClient {
+    /// Whether a peer message in `phase` is to be delivered: numbered phases always (the
+    /// wormhole drops their repeats), a named one the first time only; at most
+    /// [`MAX_NAMED_PHASES`] names are remembered, further ones are ignored.
+    fn fresh_phase(&mut self, phase: &str) -> bool {
+        if numbered(phase) {
+            return true;
+        }
+        if self.processed.contains(phase) {
+            return false;
+        }
+        if self.processed.len() >= MAX_NAMED_PHASES {
+            tracing::debug!("ignoring the peer's phase {phase:?}: too many named phases");
+            return false;
+        }
+        self.processed.insert(phase.to_owned())
+    }
+
     /// A client for `appid` with mailbox side `side`; `seed` feeds message ids and jitter.
     pub fn new(appid: &str, side: &str, seed: u64) -> MailboxClient {
         let mut rng = StdRng::seed_from_u64(seed);
@@ -429,7 +459,7 @@ impl MailboxClient {
                     if let Some(i) = self.pending_adds.iter().position(|(p, _)| *p == phase) {
                         self.pending_adds.remove(i);
                     }
-                } else if self.processed.insert(phase.clone()) {
+                } else if self.fresh_phase(&phase) {
                     self.events
                         .push_back(MailboxEvent::PeerMessage { side, phase, body });
                 }

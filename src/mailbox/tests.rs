@@ -335,3 +335,20 @@ fn server_errors_and_welcome_errors_are_events_and_junk_is_ignored() {
         ]
     );
 }
+
+#[test]
+fn named_phases_are_remembered_up_to_a_bound_and_numbered_ones_left_to_the_wormhole() {
+    let mut c = opened(Instant::now());
+    events(&mut c);
+    // a peer (or a server) sending ever new phase names: 64 are remembered, the rest ignored
+    for i in 0..1000 {
+        c.received(&message("peer", &format!("name-{i}"), b"x"));
+    }
+    let delivered = events(&mut c).len();
+    assert_eq!(delivered, 64);
+    // numbered phases are not remembered here: a repeat goes up (the wormhole drops it)
+    c.received(&message("peer", "dilate-7", b"d"));
+    c.received(&message("peer", "dilate-7", b"d"));
+    c.received(&message("peer", "12", b"m"));
+    assert_eq!(events(&mut c).len(), 3);
+}
