@@ -234,6 +234,12 @@ async fn write_loop(
 ) {
     let (mut out, mut scratch) = (Vec::new(), Vec::new());
     while let Some(batch) = batches.recv().await {
+        if send.worn_out() {
+            // the nonce counter nears its end: a new connection (new keys) takes over
+            let reason = "Noise nonces of this connection used up".to_string();
+            let _ = reports.other.send(NetEvent::Closed { conn, reason });
+            return;
+        }
         out.clear();
         for r in &batch {
             send.seal_record(r, &mut out, &mut scratch);

@@ -364,6 +364,17 @@ pub struct SendHalf {
 }
 
 impl SendHalf {
+    /// This connection sent [`super::noise::NONCE_LIMIT`] Noise messages: replace it.
+    pub fn worn_out(&self) -> bool {
+        self.sealer.worn_out()
+    }
+
+    /// Tests: continue at Noise nonce `n`.
+    #[cfg(test)]
+    pub fn skip_to_nonce(&mut self, n: u64) {
+        self.sealer.skip_to_nonce(n);
+    }
+
     /// Appends the frame carrying `record` to `out`. A record that fits one Noise message is
     /// encoded and encrypted in place; a larger one goes through `scratch`.
     pub fn seal_record(&mut self, record: &Record, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
@@ -390,6 +401,12 @@ pub struct RecvHalf {
 }
 
 impl RecvHalf {
+    /// Tests: continue at Noise nonce `n`.
+    #[cfg(test)]
+    pub fn skip_to_nonce(&mut self, n: u64) {
+        self.opener.skip_to_nonce(n);
+    }
+
     /// Feeds bytes from the socket; complete records are appended to `out`. An error means the
     /// connection must be dropped.
     pub fn receive(&mut self, data: &[u8], out: &mut Vec<Record>) -> Result<(), L2Error> {

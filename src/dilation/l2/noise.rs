@@ -17,6 +17,10 @@ pub const MAX_CHUNK_PLAINTEXT: usize = 65519;
 pub const MAX_CHUNK: usize = 65535;
 /// Length of each handshake message (ephemeral key and tag of the empty payload).
 pub const HANDSHAKE_LEN: usize = 48;
+/// Noise messages a connection sends at most (its nonce counter): then it is replaced by a new
+/// connection with new keys, long before the 2^64 - 1 at which the cipher would stop. (At ten
+/// million messages a second this takes 58,000 years; the bound only makes the edge clean.)
+pub const NONCE_LIMIT: u64 = u64::MAX - (1 << 32);
 
 type Hs = HandshakeState<X25519, RingChaChaPoly, Blake2s>;
 
@@ -133,9 +137,28 @@ impl Sealer {
     pub fn seal_in_place(&mut self, buf: &mut [u8], plaintext_len: usize) {
         self.0.encrypt_in_place(buf, plaintext_len);
     }
+
+    /// [`NONCE_LIMIT`] messages were sent: the connection must be replaced.
+    pub fn worn_out(&self) -> bool {
+        self.0.get_next_n() >= NONCE_LIMIT
+    }
+
+    /// Tests: continue at nonce `n`.
+    #[cfg(test)]
+    pub fn skip_to_nonce(&mut self, n: u64) {
+        let (key, _) = self.0.clone().extract();
+        self.0 = CipherState::new(key.as_slice(), n);
+    }
 }
 
 impl Opener {
+    /// Tests: continue at nonce `n`.
+    #[cfg(test)]
+    pub fn skip_to_nonce(&mut self, n: u64) {
+        let (key, _) = self.0.clone().extract();
+        self.0 = CipherState::new(key.as_slice(), n);
+    }
+
     /// Decrypts a frame payload (one or more Noise messages) in place and returns the plaintext.
     pub fn open_frame(&mut self, mut payload: Vec<u8>) -> Result<Vec<u8>, L2Error> {
         let n = self.open_in_place(&mut payload)?;
@@ -149,6 +172,10 @@ impl Opener {
         let mut plain_len = 0;
         let mut read = 0;
         while read < payload.len() {
+            if self.0.get_next_n() == u64::MAX {
+                // the cipher would panic: the peer never replaced the connection
+                return Err(L2Error::Noise("the peer's Noise nonces are used up".into()));
+            }
             let chunk_len = (payload.len() - read).min(MAX_CHUNK);
             if chunk_len < 16 {
                 return Err(L2Error::Noise("truncated transport message".into()));

@@ -330,3 +330,23 @@ fn a_follower_can_hold_its_kcm_back() {
     l.receive(&f.take_output()).unwrap();
     assert_eq!(events(&mut l), vec![L2Event::Ready]);
 }
+
+#[test]
+fn a_connection_near_the_end_of_its_nonces_is_worn_out_and_never_panics() {
+    let (l, f) = open_pair();
+    let (mut lsend, _lrecv) = l.into_halves().unwrap();
+    let (_fsend, mut frecv) = f.into_halves().unwrap();
+    assert!(!lsend.worn_out());
+    lsend.skip_to_nonce(super::noise::NONCE_LIMIT);
+    assert!(lsend.worn_out(), "the driver replaces the connection now");
+    // a peer that goes on to the very last nonce gets an error, not a panic
+    lsend.skip_to_nonce(u64::MAX - 1);
+    frecv.skip_to_nonce(u64::MAX - 1);
+    let (mut wire, mut scratch, mut records) = (Vec::new(), Vec::new(), Vec::new());
+    lsend.seal_record(&Record::Ack(1), &mut wire, &mut scratch);
+    frecv.receive(&wire, &mut records).unwrap();
+    assert_eq!(records, vec![Record::Ack(1)]);
+    // the receiver is at the last nonce now: one more message is an error (the connection is
+    // dropped and replaced), not the cipher's panic
+    assert!(frecv.receive(&wire, &mut records).is_err());
+}
