@@ -35,7 +35,19 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
+    let code = match run().await {
+        Ok(code) => code,
+        Err(e) => {
+            // the text may carry a server's or a peer's words: escaped for the terminal
+            eprintln!("fowl: {}", cli::render::clean(&format!("{e:#}")));
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+async fn run() -> anyhow::Result<i32> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -58,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
             print_all(&page)
         }
     };
-    std::process::exit(code);
+    Ok(code)
 }
 
 /// Writes `bytes` to stdout; a reader that stops early (`| head`) is not an error.
