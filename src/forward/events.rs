@@ -272,7 +272,7 @@ impl EventQueue {
     }
 
     /// Queues an `error` the peer caused (a refused request, abuse of a bound): at most
-    /// [`PEER_ERRORS_PER_WINDOW`] a second are shown, the rest counted in one line.
+    /// `PEER_ERRORS_PER_WINDOW` (10) a second are shown, the rest counted in one line.
     pub fn push_peer_error(&self, text: impl Into<String>) {
         self.push_peer_error_at(Instant::now(), text.into());
     }

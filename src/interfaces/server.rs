@@ -59,6 +59,10 @@ pub struct ServerArgs {
     /// Relay connections from one client address at most.
     #[arg(long, default_value_t = 128)]
     pub relay_max_per_address: usize,
+    /// Keep the mailbox server's nameplates, mailboxes and messages in this SQLite database
+    /// (created if missing): a restart, even a crash, loses no session. In memory if omitted.
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<std::path::PathBuf>,
     /// Bytes of messages stored in all mailboxes together at most (default 1 GiB).
     #[arg(long, default_value_t = 1 << 30)]
     pub mailbox_max_stored_bytes: usize,
@@ -92,6 +96,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             max_mailboxes: args.mailbox_max_mailboxes,
             max_stored_bytes: args.mailbox_max_stored_bytes,
             listened_expiry: args.mailbox_listened_expiry as f64,
+            db: args.db,
             ..Default::default()
         };
         let server = mailbox::serve(bind(&args.mailbox_listen).await?, config)?;

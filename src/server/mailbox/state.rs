@@ -10,6 +10,66 @@ use serde_json::{json, Map, Value};
 /// A connection, as numbered by the driver.
 pub type ConnId = u64;
 
+/// A nameplate as stored: its mailbox and its sides (side, still claimed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NameplateRow {
+    /// The mailbox it leads to.
+    pub mailbox: String,
+    /// Its sides: (side, still claimed).
+    pub sides: Vec<(String, bool)>,
+}
+
+/// A mailbox as stored, without its messages: its sides (side, closed) and the time of its last
+/// message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MailboxRow {
+    /// Its sides: (side, closed).
+    pub sides: Vec<(String, bool)>,
+    /// When its last message arrived (or it was created), seconds since the epoch.
+    pub last_message: f64,
+}
+
+/// What changed in the state since [`MailboxState::take_changes`] was last called, for a store
+/// to write (see `store.rs`). `None` rows are deletions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A nameplate of `app` was created, changed (`Some`) or deleted (`None`).
+    Nameplate {
+        /// The app id.
+        app: String,
+        /// The nameplate.
+        name: String,
+        /// Its new row.
+        row: Option<NameplateRow>,
+    },
+    /// A mailbox of `app` was created, changed or got messages (`Some`) or was deleted (`None`).
+    Mailbox {
+        /// The app id.
+        app: String,
+        /// The mailbox id.
+        id: String,
+        /// Its new row.
+        row: Option<MailboxRow>,
+        /// Messages added since the last change: (index in the mailbox, message JSON).
+        new_messages: Vec<(usize, String)>,
+    },
+}
+
+/// Everything a store holds, to start a server from ([`MailboxState::restore`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// (app, nameplate, row)
+    pub nameplates: Vec<(String, String, NameplateRow)>,
+    /// (app, mailbox id, row, its messages as JSON, in order)
+    pub mailboxes: Vec<(String, String, MailboxRow, Vec<String>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Dirty {
+    Nameplate(String, String),
+    Mailbox(String, String),
+}
+
 /// What the server says in its welcome, and its limits (see `protocol/mailbox-server.md`).
 #[derive(Debug, Clone)]
 pub struct MailboxConfig {
@@ -44,6 +104,9 @@ pub struct MailboxConfig {
     pub max_mailboxes: usize,
     /// Longest app id, side, phase, nameplate or mailbox id accepted (bytes).
     pub max_string: usize,
+    /// Keep nameplates, mailboxes and messages in this SQLite database (created if missing), so
+    /// that a restart loses nothing; in memory only when `None`.
+    pub db: Option<std::path::PathBuf>,
 }
 
 impl Default for MailboxConfig {
@@ -64,6 +127,7 @@ impl Default for MailboxConfig {
             max_send_queue: 40 << 20,
             max_mailboxes: 100_000,
             max_string: 1024,
+            db: None,
         }
     }
 }
@@ -87,6 +151,8 @@ struct Mailbox {
     updated: f64,
     /// Last time a message arrived (or the mailbox was created).
     last_message: f64,
+    /// Messages already handed to the store.
+    persisted: usize,
 }
 
 #[derive(Debug, Default)]
@@ -120,6 +186,8 @@ pub struct MailboxState {
     stored: usize,
     /// Listeners of expired mailboxes, to be disconnected (see [`MailboxState::take_evicted`]).
     evicted: Vec<ConnId>,
+    /// With a store: what changed since the last [`MailboxState::take_changes`].
+    dirty: Option<HashSet<Dirty>>,
 }
 
 fn text(msg: &Map<String, Value>, key: &str) -> Option<String> {
@@ -137,7 +205,101 @@ impl MailboxState {
             rng: StdRng::from_entropy(),
             stored: 0,
             evicted: Vec::new(),
+            dirty: None,
         }
+    }
+
+    /// A server whose state a store keeps: it starts from `snapshot` (the store's content; every
+    /// mailbox counts as updated `now`, so its clients have the expiry time to come back), and
+    /// records what changes for [`MailboxState::take_changes`].
+    pub fn restore(config: MailboxConfig, snapshot: Snapshot, now: f64) -> MailboxState {
+        let mut state = MailboxState::new(config);
+        for (app, name, row) in snapshot.nameplates {
+            let np = Nameplate {
+                mailbox: row.mailbox,
+                sides: row.sides.into_iter().collect(),
+            };
+            let app = state.apps.entry(app).or_default();
+            app.nameplates.insert(name, np);
+        }
+        for (app, id, row, messages) in snapshot.mailboxes {
+            let messages: Vec<Value> = messages
+                .iter()
+                .filter_map(|m| serde_json::from_str(m).ok())
+                .collect();
+            let stored = messages.iter().map(|m| m.to_string().len()).sum();
+            state.stored += stored;
+            let mb = Mailbox {
+                sides: row.sides.into_iter().collect(),
+                persisted: messages.len(),
+                messages,
+                stored,
+                listeners: HashSet::new(),
+                updated: now,
+                last_message: row.last_message,
+            };
+            state.apps.entry(app).or_default().mailboxes.insert(id, mb);
+        }
+        state.dirty = Some(HashSet::new());
+        state
+    }
+
+    fn touch(&mut self, dirty: Dirty) {
+        if let Some(d) = self.dirty.as_mut() {
+            d.insert(dirty);
+        }
+    }
+
+    /// What changed since the last call (only for a state made by [`MailboxState::restore`]).
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        let Some(dirty) = self.dirty.as_mut().map(std::mem::take) else {
+            return Vec::new();
+        };
+        let mut changes = Vec::with_capacity(dirty.len());
+        for d in dirty {
+            match d {
+                Dirty::Nameplate(app, name) => {
+                    let row = self
+                        .apps
+                        .get(&app)
+                        .and_then(|a| a.nameplates.get(&name))
+                        .map(|np| NameplateRow {
+                            mailbox: np.mailbox.clone(),
+                            sides: np.sides.iter().map(|(s, c)| (s.clone(), *c)).collect(),
+                        });
+                    changes.push(Change::Nameplate { app, name, row });
+                }
+                Dirty::Mailbox(app, id) => {
+                    let mb = self
+                        .apps
+                        .get_mut(&app)
+                        .and_then(|a| a.mailboxes.get_mut(&id));
+                    let (row, new_messages) = match mb {
+                        Some(mb) => {
+                            let new = mb.messages[mb.persisted..]
+                                .iter()
+                                .enumerate()
+                                .map(|(i, m)| (mb.persisted + i, m.to_string()))
+                                .collect();
+                            mb.persisted = mb.messages.len();
+                            let row = MailboxRow {
+                                sides: mb.sides.iter().map(|(s, c)| (s.clone(), *c)).collect(),
+                                last_message: mb.last_message,
+                            };
+                            (Some(row), new)
+                        }
+                        None => (None, Vec::new()),
+                    };
+                    changes.push(Change::Mailbox {
+                        app,
+                        id,
+                        row,
+                        new_messages,
+                    });
+                }
+            }
+        }
+        changes
     }
 
     /// The next frame to send, and to which connection.
@@ -319,6 +481,7 @@ impl MailboxState {
                     }
                 };
                 self.conn(id).released = true;
+                self.touch(Dirty::Nameplate(app_id.clone(), nameplate.clone()));
                 if let Some(app) = self.apps.get_mut(&app_id) {
                     if let Some(np) = app.nameplates.get_mut(&nameplate) {
                         if let Some(claimed) = np.sides.get_mut(&side) {
@@ -376,6 +539,7 @@ impl MailboxState {
                 mb.updated = now;
                 mb.last_message = now;
                 mb.messages.push(message.clone());
+                let touched = Dirty::Mailbox(app_id.clone(), mailbox.clone());
                 let listeners: Vec<ConnId> = mb.listeners.iter().copied().collect();
                 for to in listeners {
                     let Value::Object(fields) = message.clone() else {
@@ -383,6 +547,7 @@ impl MailboxState {
                     };
                     self.send(to, "message", fields, now);
                 }
+                self.touch(touched);
             }
             "close" => {
                 if closed {
@@ -397,6 +562,7 @@ impl MailboxState {
                     (None, None) => return Err(Refusal("close without mailbox must follow open")),
                 };
                 self.conn(id).closed = true;
+                self.touch(Dirty::Mailbox(app_id.clone(), mailbox.clone()));
                 if let Some(app) = self.apps.get_mut(&app_id) {
                     if let Some(mb) = app.mailboxes.get_mut(&mailbox) {
                         mb.sides.insert(side.clone(), true);
@@ -428,6 +594,7 @@ impl MailboxState {
         now: f64,
     ) -> Result<String, Refusal> {
         let mailbox_id = new_mailbox_id(&mut self.rng);
+        self.touch(Dirty::Nameplate(app_id.into(), nameplate.into()));
         let app = self.apps.entry(app_id.into()).or_default();
         let np = app
             .nameplates
@@ -464,6 +631,7 @@ impl MailboxState {
         if !exists && self.mailboxes() >= self.config.max_mailboxes {
             return Err(Refusal("too many mailboxes"));
         }
+        self.touch(Dirty::Mailbox(app_id.into(), mailbox.into()));
         let app = self.apps.entry(app_id.into()).or_default();
         let mb = app
             .mailboxes
@@ -491,9 +659,10 @@ impl MailboxState {
         let (expiry, listened_expiry) = (self.config.mailbox_expiry, self.config.listened_expiry);
         let mut pruned = 0;
         let (mut freed, evicted) = (0, &mut self.evicted);
-        for app in self.apps.values_mut() {
+        let mut gone = Vec::new();
+        for (app_id, app) in self.apps.iter_mut() {
             let before = app.mailboxes.len();
-            app.mailboxes.retain(|_, mb| {
+            app.mailboxes.retain(|id, mb| {
                 let keep = if mb.listeners.is_empty() {
                     now - mb.updated < expiry
                 } else if now - mb.last_message >= listened_expiry {
@@ -505,13 +674,22 @@ impl MailboxState {
                 };
                 if !keep {
                     freed += mb.stored;
+                    gone.push(Dirty::Mailbox(app_id.clone(), id.clone()));
                 }
                 keep
             });
             pruned += before - app.mailboxes.len();
             let mailboxes = &app.mailboxes;
-            app.nameplates
-                .retain(|_, np| mailboxes.contains_key(&np.mailbox));
+            app.nameplates.retain(|name, np| {
+                let keep = mailboxes.contains_key(&np.mailbox);
+                if !keep {
+                    gone.push(Dirty::Nameplate(app_id.clone(), name.clone()));
+                }
+                keep
+            });
+        }
+        for d in gone {
+            self.touch(d);
         }
         self.apps
             .retain(|_, a| !a.mailboxes.is_empty() || !a.nameplates.is_empty());

@@ -478,3 +478,90 @@ fn stored_bytes_of_all_mailboxes_together_are_capped() {
     let replies = c.send(json!({"type": "add", "phase": "1", "body": body}));
     assert_eq!(replies[0]["type"], "message", "{replies:?}");
 }
+
+fn restarted(path: &std::path::Path, now: f64) -> (MailboxState, super::Store) {
+    let store = super::Store::open(path).unwrap();
+    let state = MailboxState::restore(MailboxConfig::default(), store.load().unwrap(), now);
+    (state, store)
+}
+
+#[test]
+fn a_restarted_server_has_every_nameplate_mailbox_and_message_of_its_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mailbox.sqlite");
+    let (mut s, mut store) = restarted(&path, 1.0);
+    bound(&mut s, 1, "s1");
+    s.received(1, r#"{"type": "claim", "nameplate": "4"}"#, 1.0);
+    let mailbox = drain(&mut s)
+        .into_iter()
+        .find_map(|(_, v)| v["mailbox"].as_str().map(str::to_owned))
+        .unwrap();
+    s.received(
+        1,
+        &json!({"type": "open", "mailbox": mailbox}).to_string(),
+        1.0,
+    );
+    s.received(1, r#"{"type": "add", "phase": "pake", "body": "aa"}"#, 2.0);
+    s.received(
+        1,
+        r#"{"type": "add", "phase": "version", "body": "bb"}"#,
+        3.0,
+    );
+    store.apply(s.take_changes()).unwrap();
+    drop((s, store)); // the server stops (killed: nothing more is written)
+
+    let (mut s, mut store) = restarted(&path, 10.0);
+    // the peer arrives with the code: the nameplate leads to the same mailbox, whose messages
+    // are all there, once each
+    bound(&mut s, 7, "s2");
+    s.received(7, r#"{"type": "claim", "nameplate": "4"}"#, 10.0);
+    let claimed = drain(&mut s);
+    assert!(
+        claimed
+            .iter()
+            .any(|(_, v)| v["mailbox"] == mailbox.as_str()),
+        "{claimed:?}"
+    );
+    s.received(
+        7,
+        &json!({"type": "open", "mailbox": mailbox}).to_string(),
+        10.0,
+    );
+    let phases: Vec<String> = drain(&mut s)
+        .into_iter()
+        .filter(|(_, v)| v["type"] == "message")
+        .map(|(_, v)| v["phase"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(phases, ["pake", "version"]);
+    // the first side comes back too; a third is still one too many
+    bound(&mut s, 8, "s1");
+    s.received(8, r#"{"type": "claim", "nameplate": "4"}"#, 11.0);
+    let out = drain(&mut s);
+    assert!(out.iter().any(|(to, v)| *to == 8 && v["type"] == "claimed"));
+    bound(&mut s, 9, "s3");
+    s.received(9, r#"{"type": "claim", "nameplate": "4"}"#, 11.0);
+    let out = drain(&mut s);
+    assert!(out
+        .iter()
+        .any(|(to, v)| *to == 9 && v["error"] == "crowded"));
+    // both release and close: after another restart nothing is left
+    for id in [7, 8] {
+        s.received(id, r#"{"type": "release"}"#, 12.0);
+    }
+    s.received(
+        8,
+        &json!({"type": "open", "mailbox": mailbox}).to_string(),
+        12.0,
+    );
+    for id in [7, 8] {
+        s.received(
+            id,
+            &json!({"type": "close", "mailbox": mailbox}).to_string(),
+            12.0,
+        );
+    }
+    store.apply(s.take_changes()).unwrap();
+    drop((s, store));
+    let store = super::Store::open(&path).unwrap();
+    assert_eq!(store.load().unwrap(), super::Snapshot::default());
+}

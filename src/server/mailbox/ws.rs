@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::state::{ConnId, MailboxConfig, MailboxState};
+use super::store::Store;
 use crate::mailbox::messages::MAX_SERVER_MESSAGE;
 use crate::server::{AddressLimit, Refusals};
 
@@ -26,6 +27,8 @@ struct Sender {
 
 struct Shared {
     state: MailboxState,
+    /// With `--db`: what changes is written here before the frames that depend on it go out.
+    store: Option<Store>,
     senders: HashMap<ConnId, Sender>,
     next_id: ConnId,
     max_send_queue: usize,
@@ -35,6 +38,11 @@ impl Shared {
     /// Hands every pending frame to its connection's writer. A connection whose unsent frames
     /// would pass the send-queue bound (a client that does not read) is disconnected.
     fn flush(&mut self) {
+        if let Some(store) = self.store.as_mut() {
+            if let Err(e) = store.apply(self.state.take_changes()) {
+                tracing::error!("mailbox server: {e}");
+            }
+        }
         while let Some((to, frame)) = self.state.poll_transmit() {
             let Some(tx) = self.senders.get(&to) else {
                 continue;
@@ -80,8 +88,24 @@ impl Drop for MailboxServerHandle {
 /// Serves the mailbox protocol on `listener` until the handle is dropped.
 pub fn serve(listener: TcpListener, config: MailboxConfig) -> std::io::Result<MailboxServerHandle> {
     let addr = listener.local_addr()?;
+    let (state, store) = match &config.db {
+        None => (MailboxState::new(config.clone()), None),
+        Some(path) => {
+            let store = Store::open(path).map_err(std::io::Error::other)?;
+            let snapshot = store.load().map_err(std::io::Error::other)?;
+            tracing::info!(
+                "mailbox server: {} nameplates and {} mailboxes restored from {}",
+                snapshot.nameplates.len(),
+                snapshot.mailboxes.len(),
+                path.display()
+            );
+            let state = MailboxState::restore(config.clone(), snapshot, now());
+            (state, Some(store))
+        }
+    };
     let shared = Arc::new(Mutex::new(Shared {
-        state: MailboxState::new(config.clone()),
+        state,
+        store,
         senders: HashMap::new(),
         next_id: 0,
         max_send_queue: config.max_send_queue,
@@ -128,6 +152,7 @@ pub fn serve(listener: TcpListener, config: MailboxConfig) -> std::io::Result<Ma
                     for id in &evicted {
                         s.senders.remove(id); // its writer sees the end and closes
                     }
+                    s.flush(); // the deletions reach the database
                     if pruned > 0 {
                         tracing::info!(
                             "mailbox server: pruned {pruned} expired mailboxes, closed {} \
