@@ -1,4 +1,5 @@
-//! `wss://`: our mailbox server behind a TLS-terminating proxy with a private certificate.
+//! `wss://`: our mailbox server behind a TLS-terminating proxy with a private certificate, and
+//! serving TLS itself (`fowl server --tls-cert --tls-key`).
 
 mod common;
 
@@ -78,4 +79,47 @@ async fn wss_to_a_server_with_a_private_ca() {
     .await
     .unwrap();
     proxy.abort();
+}
+
+#[tokio::test]
+async fn wss_served_by_our_mailbox_server_itself() {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_pem, certified.cert.pem()).unwrap();
+    std::fs::write(&key_pem, certified.signing_key.serialize_pem()).unwrap();
+    let config = fowl::server::mailbox::MailboxConfig {
+        tls: Some(fowl::server::mailbox::TlsFiles {
+            cert: cert_pem,
+            key: key_pem,
+        }),
+        ..Default::default()
+    };
+    let server =
+        fowl::server::mailbox::serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), config)
+            .unwrap();
+    assert!(server.url().starts_with("wss://"));
+    let url = format!("wss://localhost:{}/v1", server.addr.port());
+    tokio::time::timeout(Duration::from_secs(60), async {
+        // plain ws:// to a TLS server gets nowhere
+        let plain = format!("ws://127.0.0.1:{}/v1", server.addr.port());
+        let mut config = WormholeConfig::new("appid", &plain);
+        config.connect_timeout = Duration::from_secs(3);
+        assert!(Wormhole::connect(config).await.is_err());
+
+        let mut config = WormholeConfig::new("appid", &url);
+        config.extra_root_certificates = vec![certified.cert.der().to_vec()];
+        let mut a = Wormhole::connect(config.clone()).await.unwrap();
+        a.allocate_code(2);
+        let code = a.allocated_code().await.unwrap();
+        let mut b = Wormhole::connect(config).await.unwrap();
+        b.set_code(&code).await.unwrap();
+        assert_eq!(a.verifier().await.unwrap(), b.verifier().await.unwrap());
+        b.send_message(b"over our own tls".to_vec());
+        assert_eq!(a.recv_message().await.unwrap(), b"over our own tls");
+        assert_eq!(a.close().await, Ok(Mood::Happy));
+        assert_eq!(b.close().await, Ok(Mood::Happy));
+    })
+    .await
+    .unwrap();
 }

@@ -59,6 +59,12 @@ pub struct ServerArgs {
     /// Relay connections from one client address at most.
     #[arg(long, default_value_t = 128)]
     pub relay_max_per_address: usize,
+    /// Serve the mailbox over TLS (`wss://`) with this certificate chain (PEM); with --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Keep the mailbox server's nameplates, mailboxes and messages in this SQLite database
     /// (created if missing): a restart, even a crash, loses no session. In memory if omitted.
     #[arg(long, value_name = "PATH")]
@@ -97,6 +103,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             max_stored_bytes: args.mailbox_max_stored_bytes,
             listened_expiry: args.mailbox_listened_expiry as f64,
             db: args.db,
+            tls: args
+                .tls_cert
+                .zip(args.tls_key)
+                .map(|(cert, key)| mailbox::TlsFiles { cert, key }),
             ..Default::default()
         };
         let server = mailbox::serve(bind(&args.mailbox_listen).await?, config)?;

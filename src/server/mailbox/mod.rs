@@ -8,6 +8,8 @@ mod store;
 mod tests;
 mod ws;
 
-pub use state::{Change, ConnId, MailboxConfig, MailboxRow, MailboxState, NameplateRow, Snapshot};
+pub use state::{
+    Change, ConnId, MailboxConfig, MailboxRow, MailboxState, NameplateRow, Snapshot, TlsFiles,
+};
 pub use store::{Store, StoreError};
 pub use ws::{serve, MailboxServerHandle};

@@ -107,6 +107,18 @@ pub struct MailboxConfig {
     /// Keep nameplates, mailboxes and messages in this SQLite database (created if missing), so
     /// that a restart loses nothing; in memory only when `None`.
     pub db: Option<std::path::PathBuf>,
+    /// Serve `wss://` with this certificate chain and private key (PEM files); plain `ws://`
+    /// when `None`.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of a TLS server: certificate chain and private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: std::path::PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
 }
 
 impl Default for MailboxConfig {
@@ -128,6 +140,7 @@ impl Default for MailboxConfig {
             max_mailboxes: 100_000,
             max_string: 1024,
             db: None,
+            tls: None,
         }
     }
 }

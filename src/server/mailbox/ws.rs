@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -14,7 +15,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::state::{ConnId, MailboxConfig, MailboxState};
+use super::state::{ConnId, MailboxConfig, MailboxState, TlsFiles};
 use super::store::Store;
 use crate::mailbox::messages::MAX_SERVER_MESSAGE;
 use crate::server::{AddressLimit, Refusals};
@@ -69,13 +70,16 @@ fn now() -> f64 {
 pub struct MailboxServerHandle {
     /// The address the server listens on.
     pub addr: SocketAddr,
+    tls: bool,
     task: JoinHandle<()>,
 }
 
 impl MailboxServerHandle {
-    /// The URL clients use.
+    /// The URL clients use (`wss://` when it serves TLS; the certificate must name the host
+    /// clients connect to).
     pub fn url(&self) -> String {
-        format!("ws://{}/v1", self.addr)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}/v1", self.addr)
     }
 }
 
@@ -112,6 +116,8 @@ pub fn serve(listener: TcpListener, config: MailboxConfig) -> std::io::Result<Ma
     }));
     let bind_timeout = Duration::from_secs_f64(config.bind_timeout);
     let handshake_timeout = Duration::from_secs_f64(config.handshake_timeout);
+    let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
+    let tls_enabled = tls.is_some();
     let addresses = AddressLimit::new(config.max_per_address);
     let prune_every = Duration::from_secs_f64(config.prune_interval);
     let max_connections = config.max_connections;
@@ -128,10 +134,12 @@ pub fn serve(listener: TcpListener, config: MailboxConfig) -> std::io::Result<Ma
                             continue;
                         };
                         let shared = shared.clone();
+                        let tls = tls.clone();
                         conns.spawn(async move {
-                            let upgrade = tokio::time::timeout(handshake_timeout, upgrade(stream));
-                            match upgrade.await {
-                                Ok(Some(ws)) => connection(ws, shared, bind_timeout).await,
+                            // the TLS handshake and the upgrade share one deadline
+                            let accepted = accept(stream, tls, shared, bind_timeout);
+                            match tokio::time::timeout(handshake_timeout, accepted).await {
+                                Ok(Some(session)) => session.await,
                                 Ok(None) => {}
                                 Err(_) => tracing::debug!("mailbox server: WebSocket upgrade timed out"),
                             }
@@ -165,21 +173,66 @@ pub fn serve(listener: TcpListener, config: MailboxConfig) -> std::io::Result<Ma
             }
         }
     });
-    Ok(MailboxServerHandle { addr, task })
+    Ok(MailboxServerHandle {
+        addr,
+        tls: tls_enabled,
+        task,
+    })
 }
 
 fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+type Ws<S> = tokio_tungstenite::WebSocketStream<S>;
+
+/// A TLS acceptor for the PEM files of `tls`.
+fn tls_acceptor(tls: &TlsFiles) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+        std::io::Error::other(format!("{what} {}: {e}", path.display()))
+    };
+    let certs = CertificateDer::pem_file_iter(&tls.cert)
+        .map_err(|e| bad("TLS certificate", &tls.cert, &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("TLS certificate", &tls.cert, &e))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| bad("TLS key", &tls.key, &e))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| bad("TLS certificate", &tls.cert, &e))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+type Session = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// The TLS handshake (with `tls`) and the WebSocket upgrade of an accepted connection; the
+/// session to run, or `None` if either fails.
+async fn accept(
+    stream: TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Mutex<Shared>>,
+    bind_timeout: Duration,
+) -> Option<Session> {
+    Some(match tls {
+        None => Box::pin(connection(upgrade(stream).await?, shared, bind_timeout)),
+        Some(tls) => {
+            let stream = tls.accept(stream).await.ok()?;
+            Box::pin(connection(upgrade(stream).await?, shared, bind_timeout))
+        }
+    })
+}
 
 /// Longest wait for one frame to go out to a client.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The WebSocket upgrade on path `/v1`; `None` if it fails.
 #[allow(clippy::result_large_err)] // the handshake callback type is tungstenite's
-async fn upgrade(stream: TcpStream) -> Option<Ws> {
+async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Option<Ws<S>> {
     let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         if req.uri().path() == "/v1" {
             Ok(resp)
@@ -199,7 +252,11 @@ async fn upgrade(stream: TcpStream) -> Option<Ws> {
         .ok()
 }
 
-async fn connection(mut ws: Ws, shared: Arc<Mutex<Shared>>, bind_timeout: Duration) {
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: Ws<S>,
+    shared: Arc<Mutex<Shared>>,
+    bind_timeout: Duration,
+) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
     let id = {
