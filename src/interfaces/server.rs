@@ -59,6 +59,9 @@ pub struct ServerArgs {
     /// Relay connections from one client address at most.
     #[arg(long, default_value_t = 128)]
     pub relay_max_per_address: usize,
+    /// Serve Prometheus metrics (`GET /metrics`) on this address, e.g. 127.0.0.1:9400.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
     /// Serve the mailbox over TLS (`wss://`) with this certificate chain (PEM); with --tls-key.
     #[arg(long, value_name = "PEM", requires = "tls_key")]
     pub tls_cert: Option<std::path::PathBuf>,
@@ -90,6 +93,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if args.no_mailbox && args.no_relay {
         anyhow::bail!("--no-mailbox and --no-relay together leave nothing to serve");
     }
+    let metrics = crate::server::ServerMetrics::default();
+    let mut _metrics = None;
+    if let Some(addr) = &args.metrics_listen {
+        let listener = bind(addr).await?;
+        let at = listener.local_addr()?;
+        _metrics = Some(AbortOnDrop(crate::server::serve_metrics(
+            listener,
+            metrics.clone(),
+        )));
+        println!("metrics listening on http://{at}/metrics");
+    }
     let mut _mailbox = None;
     if !args.no_mailbox {
         let config = MailboxConfig {
@@ -107,6 +121,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 .tls_cert
                 .zip(args.tls_key)
                 .map(|(cert, key)| mailbox::TlsFiles { cert, key }),
+            metrics: metrics.clone(),
             ..Default::default()
         };
         let server = mailbox::serve(bind(&args.mailbox_listen).await?, config)?;
@@ -121,6 +136,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             max_waiting: args.relay_max_waiting,
             waiting_timeout: Duration::from_secs(args.relay_waiting_timeout),
             idle_timeout: Duration::from_secs(args.relay_idle_timeout),
+            metrics: metrics.clone(),
             ..Default::default()
         };
         let server = relay::serve(bind(&args.relay_listen).await?, config)?;
@@ -130,6 +146,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     eprintln!("stopping");
     Ok(())
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Ctrl-C or SIGTERM.

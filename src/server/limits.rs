@@ -5,6 +5,11 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+use super::metrics::Reason;
+
 /// Refused connections are logged at most this often (with counts): an abuser must not be able
 /// to fill the server's log.
 pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -14,24 +19,27 @@ pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Refusals {
     server: &'static str,
+    counted: Family<Reason, Counter>,
     total: u64,
     unlogged: u64,
     next_log: Option<Instant>,
 }
 
 impl Refusals {
-    /// Refusals of `server` (its name in the log).
-    pub fn new(server: &'static str) -> Refusals {
+    /// Refusals of `server` (its name in the log), also counted by reason in `counted`.
+    pub fn new(server: &'static str, counted: Family<Reason, Counter>) -> Refusals {
         Refusals {
             server,
+            counted,
             total: 0,
             unlogged: 0,
             next_log: None,
         }
     }
 
-    /// One more refused connection, for `why`.
-    pub fn refused(&mut self, why: std::fmt::Arguments<'_>) {
+    /// One more refused connection, for `reason` (a metric label), explained by `why`.
+    pub fn refused(&mut self, reason: &'static str, why: std::fmt::Arguments<'_>) {
+        self.counted.get_or_create(&Reason { reason }).inc();
         self.total += 1;
         self.unlogged += 1;
         let now = Instant::now();

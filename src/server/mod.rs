@@ -21,6 +21,8 @@
 
 mod limits;
 pub mod mailbox;
+pub mod metrics;
 pub mod relay;
 
 pub use limits::{AddressLimit, AddressSlot, Refusals, REFUSAL_LOG_INTERVAL};
+pub use metrics::{serve_metrics, ServerMetrics};

@@ -110,6 +110,8 @@ pub struct MailboxConfig {
     /// Serve `wss://` with this certificate chain and private key (PEM files); plain `ws://`
     /// when `None`.
     pub tls: Option<TlsFiles>,
+    /// Where the server counts what happens (see `fowl server --metrics-listen`).
+    pub metrics: crate::server::ServerMetrics,
 }
 
 /// The PEM files of a TLS server: certificate chain and private key.
@@ -141,6 +143,7 @@ impl Default for MailboxConfig {
             max_string: 1024,
             db: None,
             tls: None,
+            metrics: Default::default(),
         }
     }
 }
@@ -201,6 +204,8 @@ pub struct MailboxState {
     evicted: Vec<ConnId>,
     /// With a store: what changed since the last [`MailboxState::take_changes`].
     dirty: Option<HashSet<Dirty>>,
+    /// The moods of `close`s since [`MailboxState::take_moods`] (at most 1000 kept).
+    moods: Vec<String>,
 }
 
 fn text(msg: &Map<String, Value>, key: &str) -> Option<String> {
@@ -219,6 +224,7 @@ impl MailboxState {
             stored: 0,
             evicted: Vec::new(),
             dirty: None,
+            moods: Vec::new(),
         }
     }
 
@@ -575,6 +581,10 @@ impl MailboxState {
                     (None, None) => return Err(Refusal("close without mailbox must follow open")),
                 };
                 self.conn(id).closed = true;
+                if self.moods.len() < 1000 {
+                    let mood = text(msg, "mood").unwrap_or_default();
+                    self.moods.push(mood);
+                }
                 self.touch(Dirty::Mailbox(app_id.clone(), mailbox.clone()));
                 if let Some(app) = self.apps.get_mut(&app_id) {
                     if let Some(mb) = app.mailboxes.get_mut(&mailbox) {
@@ -714,6 +724,11 @@ impl MailboxState {
     /// server disconnects them.
     pub fn take_evicted(&mut self) -> Vec<ConnId> {
         std::mem::take(&mut self.evicted)
+    }
+
+    /// The moods `close` messages gave since the last call.
+    pub fn take_moods(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.moods)
     }
 
     /// Bytes of messages stored in all mailboxes.

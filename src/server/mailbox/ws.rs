@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use super::state::{ConnId, MailboxConfig, MailboxState, TlsFiles};
 use super::store::Store;
 use crate::mailbox::messages::MAX_SERVER_MESSAGE;
+use crate::server::metrics::{Mood, ServerMetrics};
 use crate::server::{AddressLimit, Refusals};
 
 /// A connection's writer: frames to send, and the bytes of those not yet sent.
@@ -28,6 +29,7 @@ struct Sender {
 
 struct Shared {
     state: MailboxState,
+    metrics: ServerMetrics,
     /// With `--db`: what changes is written here before the frames that depend on it go out.
     store: Option<Store>,
     senders: HashMap<ConnId, Sender>,
@@ -44,6 +46,18 @@ impl Shared {
                 tracing::error!("mailbox server: {e}");
             }
         }
+        for mood in self.state.take_moods() {
+            self.metrics
+                .mailbox_closes
+                .get_or_create(&Mood::of(&mood))
+                .inc();
+        }
+        self.metrics
+            .mailbox_mailboxes
+            .set(self.state.mailboxes() as i64);
+        self.metrics
+            .mailbox_stored_bytes
+            .set(self.state.stored_bytes() as i64);
         while let Some((to, frame)) = self.state.poll_transmit() {
             let Some(tx) = self.senders.get(&to) else {
                 continue;
@@ -109,6 +123,7 @@ pub fn serve(listener: TcpListener, config: MailboxConfig) -> std::io::Result<Ma
     };
     let shared = Arc::new(Mutex::new(Shared {
         state,
+        metrics: config.metrics.clone(),
         store,
         senders: HashMap::new(),
         next_id: 0,
@@ -118,19 +133,20 @@ pub fn serve(listener: TcpListener, config: MailboxConfig) -> std::io::Result<Ma
     let handshake_timeout = Duration::from_secs_f64(config.handshake_timeout);
     let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
     let tls_enabled = tls.is_some();
+    let metrics = config.metrics.clone();
     let addresses = AddressLimit::new(config.max_per_address);
     let prune_every = Duration::from_secs_f64(config.prune_interval);
     let max_connections = config.max_connections;
     let task = tokio::spawn(async move {
         let mut conns = tokio::task::JoinSet::new();
         let mut prune = tokio::time::interval(prune_every);
-        let mut refused = Refusals::new("mailbox server");
+        let mut refused = Refusals::new("mailbox server", metrics.mailbox_refused.clone());
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) if conns.len() < max_connections => {
                         let Some(slot) = addresses.admit(peer.ip()) else {
-                            refused.refused(format_args!("{} has its fill of connections", peer.ip()));
+                            refused.refused("per_address", format_args!("{} has its fill of connections", peer.ip()));
                             continue;
                         };
                         let shared = shared.clone();
@@ -146,7 +162,7 @@ pub fn serve(listener: TcpListener, config: MailboxConfig) -> std::io::Result<Ma
                             drop(slot);
                         });
                     }
-                    Ok(_) => refused.refused(format_args!("connection limit reached")),
+                    Ok(_) => refused.refused("limit", format_args!("connection limit reached")),
                     Err(e) => {
                         tracing::warn!("mailbox server: accept failed: {e}");
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -259,6 +275,9 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
+    let gauge = lock(&shared).metrics.mailbox_connections.clone();
+    gauge.inc();
+    lock(&shared).metrics.mailbox_connections_total.inc();
     let id = {
         let mut s = lock(&shared);
         let id = s.next_id;
@@ -317,4 +336,5 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     let mut s = lock(&shared);
     s.senders.remove(&id);
     s.state.disconnected(id);
+    gauge.dec();
 }

@@ -13,7 +13,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::state::{parse_handshake, Arrival, RelayConnId, RelayState, MAX_HANDSHAKE_LINE};
-use crate::server::{AddressLimit, AddressSlot, Refusals};
+use crate::server::{AddressLimit, AddressSlot, Refusals, ServerMetrics};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 
 /// Limits of the relay; see `protocol/relay-server.md`.
 #[derive(Debug, Clone)]
@@ -30,6 +32,8 @@ pub struct RelayConfig {
     pub idle_timeout: Duration,
     /// Open connections from one client address at most; more are closed at once.
     pub max_per_address: usize,
+    /// Where the relay counts what happens (see `fowl server --metrics-listen`).
+    pub metrics: ServerMetrics,
 }
 
 impl Default for RelayConfig {
@@ -41,6 +45,7 @@ impl Default for RelayConfig {
             waiting_timeout: Duration::from_secs(120),
             idle_timeout: Duration::from_secs(600),
             max_per_address: 128,
+            metrics: ServerMetrics::default(),
         }
     }
 }
@@ -54,6 +59,23 @@ struct Counted {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
     _slot: AddressSlot,
+    _open: OpenGauge,
+}
+
+/// Counts one open connection in a gauge while it lives.
+struct OpenGauge(Gauge);
+
+impl OpenGauge {
+    fn new(gauge: &Gauge) -> OpenGauge {
+        gauge.inc();
+        OpenGauge(gauge.clone())
+    }
+}
+
+impl Drop for OpenGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 struct Shared {
@@ -113,7 +135,7 @@ pub fn serve(listener: TcpListener, config: RelayConfig) -> std::io::Result<Rela
     let task = tokio::spawn(async move {
         let config = Arc::new(config);
         let mut next_id: RelayConnId = 0;
-        let mut refused = Refusals::new("relay");
+        let mut refused = Refusals::new("relay", config.metrics.relay_refused.clone());
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
@@ -125,12 +147,15 @@ pub fn serve(listener: TcpListener, config: RelayConfig) -> std::io::Result<Rela
                 }
             };
             let Ok(permit) = task_permits.clone().try_acquire_owned() else {
-                refused.refused(format_args!("connection limit reached"));
+                refused.refused("limit", format_args!("connection limit reached"));
                 continue;
             };
             let Some(slot) = addresses.admit(peer.ip()) else {
                 let (ip, max) = (peer.ip(), config.max_per_address);
-                refused.refused(format_args!("{ip} has {max} connections open"));
+                refused.refused(
+                    "per_address",
+                    format_args!("{ip} has {max} connections open"),
+                );
                 continue;
             };
             next_id += 1;
@@ -139,6 +164,7 @@ pub fn serve(listener: TcpListener, config: RelayConfig) -> std::io::Result<Rela
                 stream,
                 _permit: permit,
                 _slot: slot,
+                _open: OpenGauge::new(&config.metrics.relay_connections),
             };
             tokio::spawn(async move { connection(counted, id, shared, &config).await });
         }
@@ -220,7 +246,7 @@ async fn connection(
     let mut probe = [0u8; 1];
     let left = tokio::select! {
         partner = &mut rx => match partner {
-            Ok(partner) => return splice(counted, partner, config.idle_timeout).await,
+            Ok(partner) => return splice(counted, partner, config).await,
             Err(_) => return, // redundant: another pair formed for this token
         },
         read = counted.stream.read(&mut probe) => match read {
@@ -241,7 +267,7 @@ async fn connection(
         // a partner took us in the meantime; its socket is on its way
         let Ok(partner) = rx.await else { return };
         if matches!(left, Left::TimedOut) {
-            return splice(counted, partner, config.idle_timeout).await;
+            return splice(counted, partner, config).await;
         }
         return; // we are closed or impatient: the partner is closed as well
     }
@@ -300,11 +326,14 @@ async fn read_line(stream: &mut TcpStream) -> std::io::Result<Line> {
 
 /// Says `ok` to both ends and copies bytes both ways until either end closes or errs, or the pair
 /// stays idle for `idle`; then both are closed.
-async fn splice(mut a: Counted, mut b: Counted, idle: Duration) {
+async fn splice(mut a: Counted, mut b: Counted, config: &RelayConfig) {
+    let idle = config.idle_timeout;
     let (a, b) = (&mut a.stream, &mut b.stream);
     if a.write_all(b"ok\n").await.is_err() || b.write_all(b"ok\n").await.is_err() {
         return;
     }
+    config.metrics.relay_pairs_total.inc();
+    let bytes = &config.metrics.relay_bytes_total;
     let start = Instant::now();
     let last = AtomicU64::new(0); // milliseconds after `start` of the latest byte
     let (mut ar, mut aw) = a.split();
@@ -320,13 +349,13 @@ async fn splice(mut a: Counted, mut b: Counted, idle: Duration) {
         }
     };
     tokio::select! {
-        _ = pump(&mut ar, &mut bw, start, &last) => {}
-        _ = pump(&mut br, &mut aw, start, &last) => {}
+        _ = pump(&mut ar, &mut bw, start, &last, bytes) => {}
+        _ = pump(&mut br, &mut aw, start, &last, bytes) => {}
         _ = watchdog => {}
     }
 }
 
-async fn pump<R, W>(from: &mut R, to: &mut W, start: Instant, last: &AtomicU64)
+async fn pump<R, W>(from: &mut R, to: &mut W, start: Instant, last: &AtomicU64, bytes: &Counter)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -337,6 +366,7 @@ where
             Ok(0) | Err(_) => return,
             Ok(n) => {
                 last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+                bytes.inc_by(n as u64);
                 if to.write_all(&buf[..n]).await.is_err() {
                     return;
                 }
