@@ -1,5 +1,6 @@
 //! `fowl server --metrics-listen`: a session through the mailbox server, a relay pair and refused
-//! connections, then the Prometheus text scraped over HTTP shows each of them.
+//! connections, then the Prometheus text scraped over HTTP shows each of them; the server's logs
+//! (`--log-format json`) are JSON lines.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -47,12 +48,19 @@ async fn metrics_count_connections_moods_relay_pairs_bytes_and_refusals() {
             "--relay-max-per-address",
             "2",
         ])
+        .args(["--log-format", "json"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("spawn fowl server");
     let mut lines = tokio::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let mut stderr = server.stderr.take().unwrap();
+    let logs = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
     let (mut url, mut relay, mut metrics) = (String::new(), 0u16, 0u16);
     let port_of = |s: &str| -> u16 {
         let s = s.trim_end_matches("/metrics").trim_end_matches("/v1");
@@ -162,4 +170,16 @@ async fn metrics_count_connections_moods_relay_pairs_bytes_and_refusals() {
     .await
     .unwrap();
     server.kill().await.unwrap();
+    let logs = logs.await.unwrap();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["level"] == "WARN"
+            && l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("refused"))),
+        "{logs}"
+    );
 }

@@ -14,6 +14,15 @@ use fowl::interfaces::server::{self, ServerArgs};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines (on stderr) as text or as JSON objects, one per line (for log collectors).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -48,14 +57,18 @@ async fn main() {
 }
 
 async fn run() -> anyhow::Result<i32> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
     let args = cli::python_habits(std::env::args_os().collect());
-    let code = match Cli::parse_from(args).command {
+    let cli = Cli::parse_from(args);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    let code = match cli.command {
         Command::Server(args) => server::run(args).await.map(|()| 0)?,
         Command::Invite(args) => cli::invite(args).await?,
         Command::Accept(args) => cli::accept(args).await?,
