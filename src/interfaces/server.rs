@@ -72,6 +72,9 @@ pub struct ServerArgs {
     /// (created if missing): a restart, even a crash, loses no session. In memory if omitted.
     #[arg(long, value_name = "PATH")]
     pub db: Option<std::path::PathBuf>,
+    /// With --db: days the usage record keeps a finished session (app, start, duration, moods).
+    #[arg(long, default_value_t = 90)]
+    pub usage_retention_days: u64,
     /// Bytes of messages stored in all mailboxes together at most (default 1 GiB).
     #[arg(long, default_value_t = 1 << 30)]
     pub mailbox_max_stored_bytes: usize,
@@ -117,6 +120,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             max_stored_bytes: args.mailbox_max_stored_bytes,
             listened_expiry: args.mailbox_listened_expiry as f64,
             db: args.db,
+            usage_retention: args.usage_retention_days as f64 * 86400.0,
             tls: args
                 .tls_cert
                 .zip(args.tls_key)

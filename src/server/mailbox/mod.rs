@@ -10,6 +10,7 @@ mod ws;
 
 pub use state::{
     Change, ConnId, MailboxConfig, MailboxRow, MailboxState, NameplateRow, Snapshot, TlsFiles,
+    Usage,
 };
-pub use store::{Store, StoreError};
+pub use store::{Store, StoreError, UsageRow};
 pub use ws::{serve, MailboxServerHandle};

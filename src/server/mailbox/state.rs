@@ -7,6 +7,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 
+use crate::server::metrics::Mood;
+
 /// A connection, as numbered by the driver.
 pub type ConnId = u64;
 
@@ -27,6 +29,46 @@ pub struct MailboxRow {
     pub sides: Vec<(String, bool)>,
     /// When its last message arrived (or it was created), seconds since the epoch.
     pub last_message: f64,
+    /// When it was created, seconds since the epoch.
+    pub created: f64,
+}
+
+/// One finished session (a mailbox deleted), for the usage record (as the Python server's usage
+/// database keeps).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Usage {
+    /// The app id.
+    pub app: String,
+    /// When the mailbox was created, seconds since the epoch.
+    pub started: f64,
+    /// How long it lived, in seconds.
+    pub duration: f64,
+    /// The moods its sides closed with (as the metrics label them: no client words).
+    pub moods: Vec<&'static str>,
+    /// `happy`, `scary`, `errory`, `lonely`, `unwelcome` (worst mood first) or `pruney` (it
+    /// expired without every side closing).
+    pub result: &'static str,
+}
+
+impl Usage {
+    fn of(app: &str, mb: &Mailbox, now: f64, pruned: bool) -> Usage {
+        let moods: Vec<&'static str> = mb.moods.iter().map(|m| Mood::of(m).mood).collect();
+        let result = if pruned {
+            "pruney"
+        } else {
+            ["scary", "errory", "unwelcome", "lonely", "happy"]
+                .into_iter()
+                .find(|r| moods.contains(r))
+                .unwrap_or("happy")
+        };
+        Usage {
+            app: app.to_string(),
+            started: mb.created,
+            duration: (now - mb.created).max(0.0),
+            moods,
+            result,
+        }
+    }
 }
 
 /// What changed in the state since [`MailboxState::take_changes`] was last called, for a store
@@ -107,6 +149,9 @@ pub struct MailboxConfig {
     /// Keep nameplates, mailboxes and messages in this SQLite database (created if missing), so
     /// that a restart loses nothing; in memory only when `None`.
     pub db: Option<std::path::PathBuf>,
+    /// With `db`: sessions (mailboxes) are recorded there when they end (app, start, duration,
+    /// moods, result) and kept this long (seconds).
+    pub usage_retention: f64,
     /// Serve `wss://` with this certificate chain and private key (PEM files); plain `ws://`
     /// when `None`.
     pub tls: Option<TlsFiles>,
@@ -142,6 +187,7 @@ impl Default for MailboxConfig {
             max_mailboxes: 100_000,
             max_string: 1024,
             db: None,
+            usage_retention: 90.0 * 24.0 * 3600.0,
             tls: None,
             metrics: Default::default(),
         }
@@ -169,6 +215,10 @@ struct Mailbox {
     last_message: f64,
     /// Messages already handed to the store.
     persisted: usize,
+    /// When it was created.
+    created: f64,
+    /// The moods of its sides' `close`s (not stored: lost on a restart).
+    moods: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -206,6 +256,8 @@ pub struct MailboxState {
     dirty: Option<HashSet<Dirty>>,
     /// The moods of `close`s since [`MailboxState::take_moods`] (at most 1000 kept).
     moods: Vec<String>,
+    /// With a store: sessions finished since [`MailboxState::take_usage`].
+    usage: Vec<Usage>,
 }
 
 fn text(msg: &Map<String, Value>, key: &str) -> Option<String> {
@@ -225,6 +277,7 @@ impl MailboxState {
             evicted: Vec::new(),
             dirty: None,
             moods: Vec::new(),
+            usage: Vec::new(),
         }
     }
 
@@ -256,6 +309,8 @@ impl MailboxState {
                 listeners: HashSet::new(),
                 updated: now,
                 last_message: row.last_message,
+                created: row.created,
+                moods: Vec::new(),
             };
             state.apps.entry(app).or_default().mailboxes.insert(id, mb);
         }
@@ -304,6 +359,7 @@ impl MailboxState {
                             let row = MailboxRow {
                                 sides: mb.sides.iter().map(|(s, c)| (s.clone(), *c)).collect(),
                                 last_message: mb.last_message,
+                                created: mb.created,
                             };
                             (Some(row), new)
                         }
@@ -581,16 +637,23 @@ impl MailboxState {
                     (None, None) => return Err(Refusal("close without mailbox must follow open")),
                 };
                 self.conn(id).closed = true;
+                let mood = text(msg, "mood").unwrap_or_default();
                 if self.moods.len() < 1000 {
-                    let mood = text(msg, "mood").unwrap_or_default();
-                    self.moods.push(mood);
+                    self.moods.push(mood.clone());
                 }
                 self.touch(Dirty::Mailbox(app_id.clone(), mailbox.clone()));
+                let recording = self.dirty.is_some();
                 if let Some(app) = self.apps.get_mut(&app_id) {
                     if let Some(mb) = app.mailboxes.get_mut(&mailbox) {
                         mb.sides.insert(side.clone(), true);
                         mb.listeners.remove(&id);
+                        if mb.moods.len() < 2 {
+                            mb.moods.push(mood);
+                        }
                         if mb.sides.values().all(|closed| *closed) {
+                            if recording {
+                                self.usage.push(Usage::of(&app_id, mb, now, false));
+                            }
                             let stored = mb.stored;
                             app.mailboxes.remove(&mailbox);
                             self.stored -= stored;
@@ -662,6 +725,7 @@ impl MailboxState {
             .or_insert_with(|| Mailbox {
                 updated: now,
                 last_message: now,
+                created: now,
                 ..Default::default()
             });
         if !mb.sides.contains_key(side) {
@@ -683,6 +747,7 @@ impl MailboxState {
         let mut pruned = 0;
         let (mut freed, evicted) = (0, &mut self.evicted);
         let mut gone = Vec::new();
+        let (recording, usage) = (self.dirty.is_some(), &mut self.usage);
         for (app_id, app) in self.apps.iter_mut() {
             let before = app.mailboxes.len();
             app.mailboxes.retain(|id, mb| {
@@ -698,6 +763,9 @@ impl MailboxState {
                 if !keep {
                     freed += mb.stored;
                     gone.push(Dirty::Mailbox(app_id.clone(), id.clone()));
+                    if recording {
+                        usage.push(Usage::of(app_id, mb, now, true));
+                    }
                 }
                 keep
             });
@@ -724,6 +792,12 @@ impl MailboxState {
     /// server disconnects them.
     pub fn take_evicted(&mut self) -> Vec<ConnId> {
         std::mem::take(&mut self.evicted)
+    }
+
+    /// Sessions finished (mailboxes deleted) since the last call; only for a state made by
+    /// [`MailboxState::restore`].
+    pub fn take_usage(&mut self) -> Vec<Usage> {
+        std::mem::take(&mut self.usage)
     }
 
     /// The moods `close` messages gave since the last call.

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection};
 
-use super::state::{Change, MailboxRow, NameplateRow, Snapshot};
+use super::state::{Change, MailboxRow, NameplateRow, Snapshot, Usage};
 
 /// The layout version in `PRAGMA user_version`; a database of another version is refused.
 const LAYOUT: i64 = 1;
@@ -30,6 +30,9 @@ pub enum StoreError {
     #[error("mailbox database: bad row: {0}")]
     Row(String),
 }
+
+/// A row of the usage record: app, started, duration (seconds), moods (JSON list), result.
+pub type UsageRow = (String, f64, f64, String, String);
 
 /// An open mailbox database.
 pub struct Store {
@@ -59,7 +62,12 @@ impl Store {
                          sides TEXT NOT NULL, PRIMARY KEY (app, name));
                      CREATE TABLE IF NOT EXISTS mailboxes (
                          app TEXT NOT NULL, id TEXT NOT NULL, sides TEXT NOT NULL,
-                         last_message REAL NOT NULL, PRIMARY KEY (app, id));
+                         last_message REAL NOT NULL, created REAL NOT NULL,
+                         PRIMARY KEY (app, id));
+                     CREATE TABLE IF NOT EXISTS usage (
+                         app TEXT NOT NULL, started REAL NOT NULL, duration REAL NOT NULL,
+                         moods TEXT NOT NULL, result TEXT NOT NULL);
+                     CREATE INDEX IF NOT EXISTS usage_started ON usage (started);
                      CREATE TABLE IF NOT EXISTS messages (
                          app TEXT NOT NULL, mailbox TEXT NOT NULL, seq INTEGER NOT NULL,
                          message TEXT NOT NULL, PRIMARY KEY (app, mailbox, seq));",
@@ -90,15 +98,21 @@ impl Store {
         }
         let mut q = self
             .db
-            .prepare("SELECT app, id, sides, last_message FROM mailboxes")?;
+            .prepare("SELECT app, id, sides, last_message, created FROM mailboxes")?;
         let rows = q.query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?, r.get(3)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get::<_, String>(2)?,
+                r.get(3)?,
+                r.get(4)?,
+            ))
         })?;
         let mut messages = self
             .db
             .prepare("SELECT message FROM messages WHERE app = ?1 AND mailbox = ?2 ORDER BY seq")?;
         for row in rows {
-            let (app, id, sides, last_message): (String, String, String, f64) = row?;
+            let (app, id, sides, last_message, created): (String, String, String, f64, f64) = row?;
             let sides = sides_of(&sides)?;
             let texts = messages
                 .query_map(params![app, id], |r| r.get::<_, String>(0))?
@@ -106,6 +120,7 @@ impl Store {
             let row = MailboxRow {
                 sides,
                 last_message,
+                created,
             };
             snapshot.mailboxes.push((app, id, row, texts));
         }
@@ -143,9 +158,15 @@ impl Store {
                 } => match row {
                     Some(row) => {
                         tx.execute(
-                            "INSERT OR REPLACE INTO mailboxes (app, id, sides, last_message)
-                             VALUES (?1, ?2, ?3, ?4)",
-                            params![app, id, sides_json(&row.sides), row.last_message],
+                            "INSERT OR REPLACE INTO mailboxes (app, id, sides, last_message, created)
+                             VALUES (?1, ?2, ?3, ?4, ?5)",
+                            params![
+                                app,
+                                id,
+                                sides_json(&row.sides),
+                                row.last_message,
+                                row.created
+                            ],
                         )?;
                         for (seq, message) in new_messages {
                             tx.execute(
@@ -170,5 +191,41 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Adds finished sessions to the usage record.
+    pub fn record_usage(&mut self, usage: Vec<Usage>) -> Result<(), StoreError> {
+        if usage.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.transaction()?;
+        for u in usage {
+            let moods = serde_json::to_string(&u.moods).unwrap_or_else(|_| "[]".into());
+            tx.execute(
+                "INSERT INTO usage (app, started, duration, moods, result)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![u.app, u.started, u.duration, moods, u.result],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes usage rows of sessions that started before `before`; returns how many.
+    pub fn forget_usage_before(&mut self, before: f64) -> Result<usize, StoreError> {
+        Ok(self
+            .db
+            .execute("DELETE FROM usage WHERE started < ?1", params![before])?)
+    }
+
+    /// The usage record, oldest first.
+    pub fn usage(&self) -> Result<Vec<UsageRow>, StoreError> {
+        let mut q = self
+            .db
+            .prepare("SELECT app, started, duration, moods, result FROM usage ORDER BY started")?;
+        let rows = q.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 }

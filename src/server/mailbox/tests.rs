@@ -565,3 +565,52 @@ fn a_restarted_server_has_every_nameplate_mailbox_and_message_of_its_database() 
     let store = super::Store::open(&path).unwrap();
     assert_eq!(store.load().unwrap(), super::Snapshot::default());
 }
+
+#[test]
+fn finished_sessions_go_to_the_usage_record_with_their_moods_and_age_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mailbox.sqlite");
+    let (mut s, mut store) = restarted(&path, 100.0);
+    // a session both sides close happily, 30 s after it started
+    for (id, side) in [(1, "s1"), (2, "s2")] {
+        bound(&mut s, id, side);
+        s.received(id, r#"{"type": "open", "mailbox": "m1"}"#, 100.0);
+    }
+    for (id, mood) in [(1, "happy"), (2, "happy")] {
+        let close = json!({"type": "close", "mailbox": "m1", "mood": mood});
+        s.received(id, &close.to_string(), 130.0);
+    }
+    // one where a side was scared (a wrong code), and one nobody closed: pruned
+    for (id, side) in [(3, "s1"), (4, "s2")] {
+        bound(&mut s, id, side);
+        s.received(id, r#"{"type": "open", "mailbox": "m2"}"#, 200.0);
+    }
+    for (id, mood) in [(3, "happy"), (4, "scary")] {
+        let close = json!({"type": "close", "mailbox": "m2", "mood": mood});
+        s.received(id, &close.to_string(), 201.0);
+    }
+    bound(&mut s, 5, "s1");
+    s.received(5, r#"{"type": "open", "mailbox": "m3"}"#, 300.0);
+    s.disconnected(5);
+    assert_eq!(s.prune(300.0 + 661.0), 1);
+    store.record_usage(s.take_usage()).unwrap();
+    let rows = store.usage().unwrap();
+    let summary: Vec<(f64, f64, &str, &str)> = rows
+        .iter()
+        .map(|(app, started, duration, moods, result)| {
+            assert_eq!(app, "app");
+            (*started, *duration, moods.as_str(), result.as_str())
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (100.0, 30.0, r#"["happy","happy"]"#, "happy"),
+            (200.0, 1.0, r#"["happy","scary"]"#, "scary"),
+            (300.0, 661.0, "[]", "pruney"),
+        ]
+    );
+    // retention: rows of sessions that started before the cut are forgotten
+    assert_eq!(store.forget_usage_before(250.0).unwrap(), 2);
+    assert_eq!(store.usage().unwrap().len(), 1);
+}

@@ -45,6 +45,9 @@ impl Shared {
             if let Err(e) = store.apply(self.state.take_changes()) {
                 tracing::error!("mailbox server: {e}");
             }
+            if let Err(e) = store.record_usage(self.state.take_usage()) {
+                tracing::error!("mailbox server: usage record: {e}");
+            }
         }
         for mood in self.state.take_moods() {
             self.metrics
@@ -133,6 +136,7 @@ pub fn serve(listener: TcpListener, config: MailboxConfig) -> std::io::Result<Ma
     let handshake_timeout = Duration::from_secs_f64(config.handshake_timeout);
     let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
     let tls_enabled = tls.is_some();
+    let usage_retention = config.usage_retention;
     let metrics = config.metrics.clone();
     let addresses = AddressLimit::new(config.max_per_address);
     let prune_every = Duration::from_secs_f64(config.prune_interval);
@@ -177,6 +181,10 @@ pub fn serve(listener: TcpListener, config: MailboxConfig) -> std::io::Result<Ma
                         s.senders.remove(id); // its writer sees the end and closes
                     }
                     s.flush(); // the deletions reach the database
+                    let before = now() - usage_retention;
+                    if let Some(Err(e)) = s.store.as_mut().map(|st| st.forget_usage_before(before)) {
+                        tracing::error!("mailbox server: usage record: {e}");
+                    }
                     if pruned > 0 {
                         tracing::info!(
                             "mailbox server: pruned {pruned} expired mailboxes, closed {} \
