@@ -29,11 +29,23 @@ use tokio::sync::mpsc;
 /// Smaller than any side fowld picks at random: the hostile peer is the Follower (even ids).
 const SIDE: &str = "0000000000000000";
 
-fn rss_of(pid: u32) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kib: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
+/// fowld allocates a code; the test peer (side [`SIDE`]: the Follower) takes it, confirms the
+/// key and asks to dilate. Returns its wormhole and the Dilation key.
+async fn code_and_key(fowld: &mut Fowld, url: &str) -> (Wormhole, fowl::key::Key) {
+    fowld.send(json!({"kind": "allocate-code"})).await;
+    let code = fowld.expect("code-allocated").await["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut config = WormholeConfig::new(fowl::forward::APPID, url);
+    config.app_versions = fowl::forward::app_versions();
+    let mut w = Wormhole::connect_with_side(config, SIDE).await.unwrap();
+    w.set_code(&code).await.unwrap();
+    w.verifier().await.unwrap();
+    let psk = w.dilation_key().unwrap();
+    let please = json!({"type": "please", "side": SIDE, "use-version": "ged"});
+    w.send_dilate(please.to_string().into_bytes());
+    (w, psk)
 }
 
 /// A fowl peer message: 2-byte length, then a msgpack map.
@@ -340,22 +352,7 @@ async fn a_flooding_peer_that_knows_the_code_gets_refusals_and_fowld_stays_bound
         fowld
             .send_local(json!({"kind": "local", "name": "lsvc"}))
             .await;
-        fowld.send(json!({"kind": "allocate-code"})).await;
-        let code = fowld.expect("code-allocated").await["code"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let mut config = WormholeConfig::new(fowl::forward::APPID, &servers.url());
-        config.app_versions = fowl::forward::app_versions();
-        let mut w = Wormhole::connect_with_side(config, SIDE).await.unwrap();
-        w.set_code(&code).await.unwrap();
-        w.verifier().await.unwrap();
-        let psk = w.dilation_key().unwrap();
-        w.send_dilate(
-            json!({"type": "please", "side": SIDE, "use-version": "ged"})
-                .to_string()
-                .into_bytes(),
-        );
+        let (mut w, psk) = code_and_key(&mut fowld, &servers.url()).await;
 
         // 10,000 hints (10 messages of 1,000) before we connect: fowld dials at most 64
         for m in 0..10u32 {
@@ -405,7 +402,7 @@ async fn a_flooding_peer_that_knows_the_code_gets_refusals_and_fowld_stays_bound
         let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
         assert_eq!(h.stream("svc", &data).await, data);
         fowld.settle(Duration::from_millis(300)).await;
-        let baseline = rss_of(fowld.pid());
+        let baseline = common::rss_of(fowld.pid());
         let mut peak = baseline;
 
         // 100,000 OPENs for names nobody listens to, in batches, acknowledging fowld's refusals
@@ -420,7 +417,7 @@ async fn a_flooding_peer_that_knows_the_code_gets_refusals_and_fowld_stays_bound
             h.send(&records).await;
             h.pump().await;
             if batch % 10 == 0 {
-                peak = peak.max(rss_of(fowld.pid()));
+                peak = peak.max(common::rss_of(fowld.pid()));
             }
         }
         // OPENs with fowld's own (odd) ids, and a 1 MiB subprotocol name
@@ -438,7 +435,7 @@ async fn a_flooding_peer_that_knows_the_code_gets_refusals_and_fowld_stays_bound
             let r = h.data_record(1_000_000 + 2 * i, vec![0x42; 64 << 10]);
             h.send(&[r]).await;
             if i % 32 == 0 {
-                peak = peak.max(rss_of(fowld.pid()));
+                peak = peak.max(common::rss_of(fowld.pid()));
             }
         }
         h.not_reading.store(false, Ordering::Relaxed);
@@ -458,12 +455,12 @@ async fn a_flooding_peer_that_knows_the_code_gets_refusals_and_fowld_stays_bound
             answers.len() >= 200
         })
         .await;
-        peak = peak.max(rss_of(fowld.pid()));
+        peak = peak.max(common::rss_of(fowld.pid()));
 
         // the legitimate stream still works on the same session
         assert_eq!(h.stream("svc", &data).await, data);
         fowld.settle(Duration::from_millis(1500)).await;
-        peak = peak.max(rss_of(fowld.pid()));
+        peak = peak.max(common::rss_of(fowld.pid()));
 
         let growth = peak.saturating_sub(baseline);
         eprintln!(
@@ -542,24 +539,9 @@ async fn five_hundred_half_open_handshakes_keep_neither_memory_nor_the_real_peer
     let servers = RustServers::start();
     let mut fowld = Fowld::spawn(Impl::Rust, &servers.url(), &["--no-relay"]);
     tokio::time::timeout(Duration::from_secs(120), async {
-        fowld.send(json!({"kind": "allocate-code"})).await;
-        let code = fowld.expect("code-allocated").await["code"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let mut config = WormholeConfig::new(fowl::forward::APPID, &servers.url());
-        config.app_versions = fowl::forward::app_versions();
-        let mut w = Wormhole::connect_with_side(config, SIDE).await.unwrap();
-        w.set_code(&code).await.unwrap();
-        w.verifier().await.unwrap();
-        let psk = w.dilation_key().unwrap();
-        w.send_dilate(
-            json!({"type": "please", "side": SIDE, "use-version": "ged"})
-                .to_string()
-                .into_bytes(),
-        );
+        let (mut w, psk) = code_and_key(&mut fowld, &servers.url()).await;
         let port = fowld_hint_port(&mut w).await;
-        let baseline = rss_of(fowld.pid());
+        let baseline = common::rss_of(fowld.pid());
 
         // 500 clients from another address start a handshake (the prologue and half a Noise
         // message) and stall
@@ -576,7 +558,7 @@ async fn five_hundred_half_open_handshakes_keep_neither_memory_nor_the_real_peer
             let _ = s.write_all(&half).await;
             stalled.push(s);
         }
-        let peak = rss_of(fowld.pid());
+        let peak = common::rss_of(fowld.pid());
         // fowld keeps at most a few of them: the rest are closed at once (looked at in rounds
         // until no more than its share is left, for at most 5 s: well within its 10 s deadline)
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

@@ -530,3 +530,33 @@ async fn a_stalled_controller_slows_nothing_and_counts_stay_exact() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn an_application_id_of_its_own_separates_and_still_forwards() {
+    common::require_loopback_only();
+    let mb = mailbox().await;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        const SHWIM: &str = "example.com/shwim-like";
+        // a peer of the other application meets fowld only under that app id: fowld used it
+        let mut a = Fowld::spawn(Impl::Rust, &mb.url(), &["--no-relay", "--appid", SHWIM]);
+        a.send(json!({"kind": "allocate-code"})).await;
+        let code = a.expect("code-allocated").await["code"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let config = fowl::wormhole::WormholeConfig::new(SHWIM, &mb.url());
+        let mut w = fowl::wormhole::Wormhole::connect(config).await.unwrap();
+        w.set_code(&code).await.unwrap();
+        w.verifier().await.unwrap(); // the key exchange went through
+        drop(w);
+        // two daemons of that application forward as fowl's do
+        let mut b = Fowld::spawn(Impl::Rust, &mb.url(), &["--no-relay", "--appid", SHWIM]);
+        let mut c = Fowld::spawn(Impl::Rust, &mb.url(), &["--no-relay", "--appid", SHWIM]);
+        pair(&mut b, &mut c).await;
+        let port = echo_service(&mut b, &mut c, "svc").await;
+        assert_eq!(through(port, b"same protocol").await, b"same protocol");
+        drop(a);
+    })
+    .await
+    .unwrap();
+}

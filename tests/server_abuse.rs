@@ -1,5 +1,8 @@
 //! Abusers of a public `fowl server`: silent TCP connections, one address hogging connections,
-//! relay pairs that counted once. Our servers in-process on free loopback ports.
+//! relay pairs that counted once. Our servers in-process on free loopback ports, and a
+//! `fowl server` process under 10,000 silent connections to each of its servers.
+
+mod common;
 
 use std::time::Duration;
 
@@ -127,20 +130,6 @@ async fn relay_pairs_count_both_halves_and_addresses_have_a_share() {
     assert!(closed_by_server(&mut z, Duration::from_secs(2)).await);
 }
 
-fn rss_of(pid: u32) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kib: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
-}
-
-/// A TCP connection to `port` from the loopback address `from`.
-async fn connect_from(from: [u8; 4], port: u16) -> std::io::Result<TcpStream> {
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.bind((from, 0).into())?;
-    socket.connect(([127, 0, 0, 1], port).into()).await
-}
-
 /// The connections of `conns` the server has not closed.
 fn still_open(conns: Vec<TcpStream>) -> Vec<TcpStream> {
     let mut b = [0u8; 64];
@@ -181,73 +170,24 @@ async fn silent_connections(port: u16, n: usize, share: usize) -> Vec<TcpStream>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_silent_connections_to_each_server_process_leave_it_bounded_and_serving() {
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_fowl"))
-        .args([
-            "server",
-            "--mailbox-listen",
-            "127.0.0.1:0",
-            "--relay-listen",
-            "127.0.0.1:0",
-        ])
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn fowl server");
-    let pid = server.id().unwrap();
-    let stderr = server.stderr.take().unwrap();
-    let log = tokio::spawn(async move {
-        let mut text = String::new();
-        let mut stderr = stderr;
-        let _ = stderr.read_to_string(&mut text).await;
-        text
-    });
-    let mut lines = tokio::io::BufReader::new(server.stdout.take().unwrap());
-    let (mut url, mut hint) = (None, None);
-    tokio::time::timeout(Duration::from_secs(30), async {
-        use tokio::io::AsyncBufReadExt;
-        let mut line = String::new();
-        while url.is_none() || hint.is_none() {
-            line.clear();
-            assert!(
-                lines.read_line(&mut line).await.unwrap() > 0,
-                "the server exited"
-            );
-            if let Some(u) = line.trim().strip_prefix("mailbox server listening on ") {
-                url = Some(u.to_string());
-            }
-            if let Some(h) = line.trim().strip_prefix("transit relay listening on ") {
-                hint = Some(h.to_string());
-            }
-        }
-    })
-    .await
-    .expect("the server said where it listens");
-    let url = url.unwrap();
-    let port_of = |s: &str| -> u16 {
-        s.trim_end_matches("/v1")
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    let (mailbox_port, relay_port) = (port_of(&url), port_of(hint.as_deref().unwrap()));
+    let server = common::FowlServer::spawn(&[]).await;
+    let (pid, url) = (server.pid(), server.url.clone());
+    let (mailbox_port, relay_port) = (common::port_of(&url), common::port_of(&server.relay));
 
     tokio::time::timeout(Duration::from_secs(240), async {
         assert_eq!(welcome(&url).await.as_deref(), Some("welcome"));
-        let baseline = rss_of(pid);
+        let baseline = common::rss_of(pid);
         let kept_mailbox = silent_connections(mailbox_port, 10_000, 64).await;
         let kept_relay = silent_connections(relay_port, 10_000, 128).await;
-        let peak = rss_of(pid);
+        let peak = common::rss_of(pid);
 
         // a client from another address is served at once by each server
         let started = std::time::Instant::now();
         let ws = tokio_tungstenite::client_async(
             url.as_str(),
-            connect_from([127, 0, 0, 2], mailbox_port).await.unwrap(),
+            common::connect_from([127, 0, 0, 2], mailbox_port)
+                .await
+                .unwrap(),
         );
         let (mut ws, _) = ws.await.unwrap();
         let first = ws.next().await.unwrap().unwrap();
@@ -255,11 +195,15 @@ async fn ten_thousand_silent_connections_to_each_server_process_leave_it_bounded
         let mailbox_took = started.elapsed();
         let started = std::time::Instant::now();
         let line = |side: &str| format!("please relay {:064x} for side {side}\n", 7);
-        let mut a = connect_from([127, 0, 0, 3], relay_port).await.unwrap();
+        let mut a = common::connect_from([127, 0, 0, 3], relay_port)
+            .await
+            .unwrap();
         a.write_all(line("aaaaaaaaaaaaaaaa").as_bytes())
             .await
             .unwrap();
-        let mut b = connect_from([127, 0, 0, 4], relay_port).await.unwrap();
+        let mut b = common::connect_from([127, 0, 0, 4], relay_port)
+            .await
+            .unwrap();
         b.write_all(line("bbbbbbbbbbbbbbbb").as_bytes())
             .await
             .unwrap();
@@ -291,8 +235,7 @@ async fn ten_thousand_silent_connections_to_each_server_process_leave_it_bounded
     })
     .await
     .unwrap();
-    server.kill().await.unwrap();
-    let log = log.await.unwrap();
+    let log = server.stop().await;
     let refusal_lines = log.lines().filter(|l| l.contains("refused")).count();
     assert!(
         (1..=10).contains(&refusal_lines),

@@ -2,13 +2,13 @@
 //! connections, then the Prometheus text scraped over HTTP shows each of them; the server's logs
 //! (`--log-format json`) are JSON lines.
 
-use std::process::Stdio;
+mod common;
+
 use std::time::Duration;
 
 use fowl::wormhole::{Mood, Wormhole, WormholeConfig};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::Command;
 
 async fn get(port: u16, path: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
@@ -26,61 +26,22 @@ fn sample(text: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
-async fn connect_from(from: [u8; 4], port: u16) -> TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind((from, 0).into()).unwrap();
-    socket.connect(([127, 0, 0, 1], port).into()).await.unwrap()
-}
-
 #[tokio::test]
 async fn metrics_count_connections_moods_relay_pairs_bytes_and_refusals() {
-    let mut server = Command::new(env!("CARGO_BIN_EXE_fowl"))
-        .args(["server", "--mailbox-listen", "127.0.0.1:0"])
-        .args([
-            "--relay-listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--mailbox-max-per-address",
-            "2",
-            "--relay-max-per-address",
-            "2",
-        ])
-        .args(["--log-format", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn fowl server");
-    let mut lines = tokio::io::BufReader::new(server.stdout.take().unwrap()).lines();
-    let mut stderr = server.stderr.take().unwrap();
-    let logs = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text).await;
-        text
-    });
-    let (mut url, mut relay, mut metrics) = (String::new(), 0u16, 0u16);
-    let port_of = |s: &str| -> u16 {
-        let s = s.trim_end_matches("/metrics").trim_end_matches("/v1");
-        s.rsplit(':').next().unwrap().parse().unwrap()
-    };
+    let server = common::FowlServer::spawn(&[
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--mailbox-max-per-address",
+        "2",
+        "--relay-max-per-address",
+        "2",
+        "--log-format",
+        "json",
+    ])
+    .await;
+    let (url, relay) = (server.url.clone(), common::port_of(&server.relay));
+    let metrics = server.metrics.expect("the metrics port");
     tokio::time::timeout(Duration::from_secs(120), async {
-        while url.is_empty() || relay == 0 || metrics == 0 {
-            let line = lines
-                .next_line()
-                .await
-                .unwrap()
-                .expect("fowl server exited");
-            if let Some(u) = line.strip_prefix("mailbox server listening on ") {
-                url = u.to_string();
-            } else if let Some(h) = line.strip_prefix("transit relay listening on ") {
-                relay = port_of(h);
-            } else if let Some(m) = line.strip_prefix("metrics listening on ") {
-                metrics = port_of(m);
-            }
-        }
         let before = get(metrics, "/metrics").await;
         assert!(before.starts_with("HTTP/1.1 200 OK"), "{before}");
         assert_eq!(sample(&before, "fowl_mailbox_accepted_total"), Some(0.0));
@@ -118,9 +79,9 @@ async fn metrics_count_connections_moods_relay_pairs_bytes_and_refusals() {
 
         // a third connection from one address, to each server: refused
         let mut held = Vec::new();
-        for port in [port_of(&url), relay] {
+        for port in [common::port_of(&url), relay] {
             for _ in 0..3 {
-                held.push(connect_from([127, 0, 0, 5], port).await);
+                held.push(common::connect_from([127, 0, 0, 5], port).await.unwrap());
             }
         }
 
@@ -169,8 +130,7 @@ async fn metrics_count_connections_moods_relay_pairs_bytes_and_refusals() {
     })
     .await
     .unwrap();
-    server.kill().await.unwrap();
-    let logs = logs.await.unwrap();
+    let logs = server.stop().await;
     let lines: Vec<serde_json::Value> = logs
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))

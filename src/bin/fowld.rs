@@ -52,6 +52,7 @@ fn main() {
         liveness,
         status_events: cli.status_events,
         extra_root_certificates: Vec::new(),
+        appid: cli.network.appid.clone(),
     };
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let code = runtime.block_on(run(options));

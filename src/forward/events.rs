@@ -177,6 +177,11 @@ fn count_of(event: &Event) -> Option<((StreamId, bool), u64)> {
 /// `error` events queued at most while the consumer does not drain (they can come from the
 /// peer); more are counted and reported as one. With [`MAX_ERROR_TEXT`], at most about 5 MiB.
 pub const MAX_QUEUED_ERRORS: usize = 10_000;
+/// Events of streams (their start and end; byte counts merge in place) queued at most while the
+/// consumer does not drain: a peer opening and closing streams for ever cannot grow the queue
+/// without bound. More are counted and reported in one `error`; errors and session events are
+/// never dropped this way (errors have their own bound).
+pub const MAX_QUEUED_STREAM_EVENTS: usize = 100_000;
 /// Longest error text kept (a peer's refusal reason travels in it).
 pub const MAX_ERROR_TEXT: usize = 512;
 /// `error` events caused by the peer (see [`EventQueue::push_peer_error`]) shown per
@@ -191,6 +196,9 @@ struct Queue {
     /// `error` events among `items`, and those dropped since the last drain.
     errors: usize,
     dropped_errors: u64,
+    /// Stream events among `items`, and those dropped since the last drain.
+    stream_events: usize,
+    dropped_stream_events: u64,
     /// Sequence number of `items[0]`.
     base: u64,
     /// (stream, is-in) -> sequence number of its queued count.
@@ -229,6 +237,15 @@ impl Queue {
                     return;
                 }
             }
+        }
+        if !matches!(event, Event::Error(_) | Event::Status(_)) {
+            if self.stream_events >= MAX_QUEUED_STREAM_EVENTS {
+                self.dropped_stream_events += 1;
+                return;
+            }
+            self.stream_events += 1;
+        }
+        if let Some((key, _)) = count_of(&event) {
             let seq = self.base + self.items.len() as u64;
             self.counts.insert(key, seq);
         }
@@ -311,6 +328,14 @@ impl EventQueue {
         q.base += out.len() as u64;
         q.counts.clear();
         q.errors = 0;
+        q.stream_events = 0;
+        if q.dropped_stream_events > 0 {
+            let n = std::mem::take(&mut q.dropped_stream_events);
+            out.push(Event::Error(format!(
+                "{n} stream events were dropped while the controller did not read (at most \
+                 {MAX_QUEUED_STREAM_EVENTS} are kept)"
+            )));
+        }
         if q.dropped_errors > 0 {
             let n = std::mem::take(&mut q.dropped_errors);
             out.push(Event::Error(format!(
@@ -441,5 +466,34 @@ mod tests {
         // the next drain starts afresh
         q.push(Event::Error("one".into()));
         assert_eq!(q.drain(Duration::ZERO), vec![Event::Error("one".into())]);
+    }
+
+    #[test]
+    fn stream_events_while_nobody_reads_are_bounded_but_session_events_are_kept() {
+        let q = EventQueue::default();
+        for id in 0..(MAX_QUEUED_STREAM_EVENTS as u64 + 500) {
+            q.push(Event::IncomingConnection {
+                name: Some("svc".into()),
+                id,
+            });
+        }
+        q.push(Event::Status(Status::Closed { mood: Mood::Happy }));
+        let out = q.drain(Duration::ZERO);
+        let streams = out
+            .iter()
+            .filter(|e| matches!(e, Event::IncomingConnection { .. }))
+            .count();
+        assert_eq!(streams, MAX_QUEUED_STREAM_EVENTS);
+        assert!(out.contains(&Event::Status(Status::Closed { mood: Mood::Happy })));
+        assert_eq!(
+            out.last(),
+            Some(&Event::Error(format!(
+                "500 stream events were dropped while the controller did not read (at most \
+                 {MAX_QUEUED_STREAM_EVENTS} are kept)"
+            )))
+        );
+        // after a drain the queue takes them again
+        q.push(Event::IncomingDone { id: 1 });
+        assert_eq!(q.drain(Duration::ZERO), vec![Event::IncomingDone { id: 1 }]);
     }
 }

@@ -25,6 +25,10 @@ pub struct NetworkArgs {
     /// Mailbox server: a ws:// or wss:// URL, or `default`, `local`, `winden`.
     #[arg(long, value_name = "URL or NAME", default_value = "default")]
     pub mailbox: String,
+    /// Application id: both peers must use the same one. Applications built on fowl's protocol
+    /// have their own (e.g. shwim); the default is fowl's.
+    #[arg(long, value_name = "APPID", default_value = crate::forward::APPID)]
+    pub appid: String,
     /// Transit relay for Dilation, `tcp:HOST:PORT`.
     #[arg(long, value_name = "tcp:HOST:PORT", default_value = PUBLIC_RELAY, conflicts_with = "no_relay")]
     pub relay: String,

@@ -634,12 +634,22 @@ impl Drop for CutProxy {
     }
 }
 
-/// Our `fowl server` binary on free loopback ports (mailbox and relay); killed on drop.
+/// Our `fowl server` binary on free loopback ports (mailbox and relay); killed on drop. Its
+/// stderr (the logs) is collected.
 pub struct FowlServer {
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
     pub url: String,
     /// The relay's `tcp:HOST:PORT` hint.
     pub relay: String,
+    /// With `--metrics-listen 127.0.0.1:0` among the extra arguments: the metrics port.
+    pub metrics: Option<u16>,
+    logs: tokio::task::JoinHandle<String>,
+}
+
+/// The port at the end of a URL or hint (`ws://127.0.0.1:PORT/v1`, `tcp:127.0.0.1:PORT`, ...).
+pub fn port_of(address: &str) -> u16 {
+    let s = address.trim_end_matches("/metrics").trim_end_matches("/v1");
+    s.rsplit(':').next().unwrap().parse().unwrap()
 }
 
 impl FowlServer {
@@ -654,31 +664,64 @@ impl FowlServer {
             ])
             .args(extra)
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("spawn fowl server");
+        let mut stderr = child.stderr.take().unwrap();
+        let logs = tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+            text
+        });
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut next = async || {
-            tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        let (mut url, mut relay, mut metrics) = (None, None, None);
+        let wants_metrics = extra.contains(&"--metrics-listen");
+        while url.is_none() || relay.is_none() || (wants_metrics && metrics.is_none()) {
+            let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
                 .await
                 .expect("fowl server prints its addresses")
                 .unwrap()
-                .expect("fowl server exited")
-        };
-        let url = next()
-            .await
-            .strip_prefix("mailbox server listening on ")
-            .expect("the mailbox line")
-            .to_string();
-        let relay = next()
-            .await
-            .strip_prefix("transit relay listening on ")
-            .expect("the relay line")
-            .to_string();
+                .expect("fowl server exited");
+            if let Some(u) = line.strip_prefix("mailbox server listening on ") {
+                url = Some(u.to_string());
+            } else if let Some(h) = line.strip_prefix("transit relay listening on ") {
+                relay = Some(h.to_string());
+            } else if let Some(m) = line.strip_prefix("metrics listening on ") {
+                metrics = Some(port_of(m));
+            }
+        }
         FowlServer {
-            _child: child,
-            url,
-            relay,
+            child,
+            url: url.unwrap(),
+            relay: relay.unwrap(),
+            metrics,
+            logs,
         }
     }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// Stops the server; returns what it logged.
+    pub async fn stop(mut self) -> String {
+        let _ = self.child.kill().await;
+        self.logs.await.unwrap_or_default()
+    }
+}
+
+/// Resident memory of process `pid`, in bytes.
+pub fn rss_of(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kib: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// A TCP connection to 127.0.0.1:`port` from the loopback address `from`.
+pub async fn connect_from(from: [u8; 4], port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind((from, 0).into())?;
+    socket.connect(([127, 0, 0, 1], port).into()).await
 }

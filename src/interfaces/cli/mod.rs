@@ -135,6 +135,7 @@ async fn session(
         liveness: network.liveness().map_err(anyhow::Error::msg)?,
         status_events: true,
         extra_root_certificates: Vec::new(),
+        appid: network.appid.clone(),
     };
     let (tx, rx) = mpsc::channel(64);
     for cmd in std::iter::once(first).chain(services) {
@@ -171,7 +172,7 @@ pub async fn accept(args: AcceptArgs) -> anyhow::Result<i32> {
         Some(c) => c,
         None if std::io::stdin().is_terminal() => {
             let url = args.network.mailbox_url().map_err(anyhow::Error::msg)?;
-            prompt::prompt_code(&url).await?
+            prompt::prompt_code(&url, &args.network.appid).await?
         }
         None => anyhow::bail!("no code given (and stdin is not a terminal to ask for one)"),
     };

@@ -11,7 +11,6 @@ use rustyline::{CompletionType, Config, Context, Editor, Helper};
 use tokio::sync::mpsc;
 
 use crate::code::Completer;
-use crate::forward::APPID;
 use crate::wormhole::{Wormhole, WormholeConfig, WormholeEvent};
 
 /// Completes codes; asks for a fresh nameplate list on every completion.
@@ -103,13 +102,14 @@ impl Helper for CodeHelper {}
 
 /// Prompts for the code on the terminal. A separate mailbox connection lists the nameplates while
 /// the prompt is open.
-pub async fn prompt_code(mailbox_url: &str) -> anyhow::Result<String> {
+pub async fn prompt_code(mailbox_url: &str, appid: &str) -> anyhow::Result<String> {
     let nameplates = Arc::new(Mutex::new(Vec::new()));
     let (refresh, mut wanted) = mpsc::unbounded_channel::<()>();
     let lister = {
         let (url, nameplates) = (mailbox_url.to_string(), nameplates.clone());
+        let appid = appid.to_string();
         tokio::spawn(async move {
-            let Ok(mut w) = Wormhole::connect(WormholeConfig::new(APPID, &url)).await else {
+            let Ok(mut w) = Wormhole::connect(WormholeConfig::new(&appid, &url)).await else {
                 return; // completion of words still works
             };
             w.list_nameplates();

@@ -11,7 +11,7 @@ use super::commands::{Command, DEFAULT_CLOSE_TIMEOUT};
 use super::io::{self, Input};
 use crate::dilation::{Dilated, DilationEvent, RelayLocation};
 use crate::forward::Engine;
-use crate::forward::{app_versions, dilation_config, APPID};
+use crate::forward::{app_versions, dilation_config};
 use crate::forward::{Event, EventQueue, Status};
 use crate::wormhole::{Mood, Wormhole, WormholeConfig, WormholeError, WormholeEvent};
 
@@ -39,6 +39,8 @@ pub struct FowldOptions {
     pub status_events: bool,
     /// Extra CA certificates (DER) for a wss:// mailbox.
     pub extra_root_certificates: Vec<Vec<u8>>,
+    /// The application id (fowl's: [`crate::forward::APPID`]).
+    pub appid: String,
 }
 
 /// Runs fowld on stdin/stdout until the session ends; returns the exit status.
@@ -145,7 +147,7 @@ impl Session {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> i32 {
         let mut shutdown = std::pin::pin!(shutdown);
-        let mut config = WormholeConfig::new(APPID, &self.opts.mailbox_url);
+        let mut config = WormholeConfig::new(&self.opts.appid, &self.opts.mailbox_url);
         config.app_versions = app_versions();
         config.dilation = true;
         config.extra_root_certificates = self.opts.extra_root_certificates.clone();
