@@ -57,9 +57,7 @@ async fn crash_and_restart(server: &mut Child, db: &Path, port: u16) {
 }
 
 fn py(url: &str, extra: &[&str]) -> PyPeer {
-    let mut args = vec!["--url".to_string(), url.to_string()];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    PyPeer::spawn("wormhole_peer.py", &args)
+    PyPeer::wormhole(url, extra)
 }
 
 #[tokio::test]

@@ -26,9 +26,7 @@ async fn allocating(url: &str) -> (Wormhole, String) {
 }
 
 fn py(url: &str, extra: &[&str]) -> PyPeer {
-    let mut args = vec!["--url".to_string(), url.to_string()];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    PyPeer::spawn("wormhole_peer.py", &args)
+    PyPeer::wormhole(url, extra)
 }
 
 #[tokio::test]

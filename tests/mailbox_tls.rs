@@ -45,6 +45,23 @@ async fn tls_proxy(backend_port: u16) -> (u16, Vec<u8>, tokio::task::JoinHandle<
     (port, cert_der, task)
 }
 
+/// Two wormholes on `url` trusting `cert` meet, agree on the key, and `message` goes through;
+/// both close happily.
+async fn session_trusting(url: &str, cert: Vec<u8>, message: &[u8]) {
+    let mut config = WormholeConfig::new("appid", url);
+    config.extra_root_certificates = vec![cert];
+    let mut a = Wormhole::connect(config.clone()).await.unwrap();
+    a.allocate_code(2);
+    let code = a.allocated_code().await.unwrap();
+    let mut b = Wormhole::connect(config).await.unwrap();
+    b.set_code(&code).await.unwrap();
+    assert_eq!(a.verifier().await.unwrap(), b.verifier().await.unwrap());
+    a.send_message(message.to_vec());
+    assert_eq!(b.recv_message().await.unwrap(), message);
+    assert_eq!(a.close().await, Ok(Mood::Happy));
+    assert_eq!(b.close().await, Ok(Mood::Happy));
+}
+
 #[tokio::test]
 async fn wss_to_a_server_with_a_private_ca() {
     let servers = common::RustServers::start();
@@ -63,18 +80,7 @@ async fn wss_to_a_server_with_a_private_ca() {
         );
         assert!(err.to_string().contains(&url), "{err}");
 
-        let mut config = WormholeConfig::new("appid", &url);
-        config.extra_root_certificates = vec![cert];
-        let mut a = Wormhole::connect(config.clone()).await.unwrap();
-        a.allocate_code(2);
-        let code = a.allocated_code().await.unwrap();
-        let mut b = Wormhole::connect(config).await.unwrap();
-        b.set_code(&code).await.unwrap();
-        assert_eq!(a.verifier().await.unwrap(), b.verifier().await.unwrap());
-        a.send_message(b"over tls".to_vec());
-        assert_eq!(b.recv_message().await.unwrap(), b"over tls");
-        assert_eq!(a.close().await, Ok(Mood::Happy));
-        assert_eq!(b.close().await, Ok(Mood::Happy));
+        session_trusting(&url, cert, b"over tls").await;
     })
     .await
     .unwrap();
@@ -107,18 +113,7 @@ async fn wss_served_by_our_mailbox_server_itself() {
         config.connect_timeout = Duration::from_secs(3);
         assert!(Wormhole::connect(config).await.is_err());
 
-        let mut config = WormholeConfig::new("appid", &url);
-        config.extra_root_certificates = vec![certified.cert.der().to_vec()];
-        let mut a = Wormhole::connect(config.clone()).await.unwrap();
-        a.allocate_code(2);
-        let code = a.allocated_code().await.unwrap();
-        let mut b = Wormhole::connect(config).await.unwrap();
-        b.set_code(&code).await.unwrap();
-        assert_eq!(a.verifier().await.unwrap(), b.verifier().await.unwrap());
-        b.send_message(b"over our own tls".to_vec());
-        assert_eq!(a.recv_message().await.unwrap(), b"over our own tls");
-        assert_eq!(a.close().await, Ok(Mood::Happy));
-        assert_eq!(b.close().await, Ok(Mood::Happy));
+        session_trusting(&url, certified.cert.der().to_vec(), b"over our own tls").await;
     })
     .await
     .unwrap();

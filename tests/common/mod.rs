@@ -446,6 +446,13 @@ impl PyPeer {
         PyPeer { child, lines }
     }
 
+    /// `tests/python/wormhole_peer.py` on the mailbox server at `url`, with `extra` options.
+    pub fn wormhole(url: &str, extra: &[&str]) -> PyPeer {
+        let mut args = vec!["--url".to_string(), url.to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        PyPeer::spawn("wormhole_peer.py", &args)
+    }
+
     /// The next JSON line, within `limit`.
     pub async fn next(&mut self, limit: Duration) -> Value {
         let line = tokio::time::timeout(limit, self.lines.next_line())

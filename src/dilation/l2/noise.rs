@@ -114,6 +114,13 @@ impl Transport {
     }
 }
 
+/// Tests: the cipher `c` with its key, continuing at nonce `n`.
+#[cfg(test)]
+fn at_nonce(c: &CipherState<RingChaChaPoly>, n: u64) -> CipherState<RingChaChaPoly> {
+    let (key, _) = c.clone().extract();
+    CipherState::new(key.as_slice(), n)
+}
+
 impl Sealer {
     /// Appends the frame (`be4(len)` and the encrypted chunks) carrying `plaintext` to `out`.
     pub fn seal_frame(&mut self, plaintext: &[u8], out: &mut Vec<u8>) {
@@ -146,8 +153,7 @@ impl Sealer {
     /// Tests: continue at nonce `n`.
     #[cfg(test)]
     pub fn skip_to_nonce(&mut self, n: u64) {
-        let (key, _) = self.0.clone().extract();
-        self.0 = CipherState::new(key.as_slice(), n);
+        self.0 = at_nonce(&self.0, n);
     }
 }
 
@@ -155,8 +161,7 @@ impl Opener {
     /// Tests: continue at nonce `n`.
     #[cfg(test)]
     pub fn skip_to_nonce(&mut self, n: u64) {
-        let (key, _) = self.0.clone().extract();
-        self.0 = CipherState::new(key.as_slice(), n);
+        self.0 = at_nonce(&self.0, n);
     }
 
     /// Decrypts a frame payload (one or more Noise messages) in place and returns the plaintext.
