@@ -16,6 +16,7 @@
 //! | [`key`] | the key schedule: SPAKE2, phase keys, verifier, Dilation key, relay token |
 //! | [`wormhole`] | the client-to-client protocol over a mailbox server: [`Wormhole`] |
 //! | [`dilation`] | Dilation: [`Dilated`] sessions of [`Subchannel`] streams over the tokio driver, and the sans-IO [`dilation::Endpoint`] that makes every protocol decision |
+//! | [`proxy`] | privacy mode: the mailbox and relay connections through a SOCKS5 proxy |
 //! | [`forward`] | fowl's peer protocol and forwarding engine: [`forward::Engine`] |
 //! | [`server`] | the servers we host: a mailbox server and a transit relay |
 //! | [`interfaces`] | the programs: `fowld` (JSON lines), `fowl invite`/`accept`, `fowl server` |
@@ -85,5 +86,6 @@ pub mod fuzzing;
 pub mod interfaces;
 pub mod key;
 mod mailbox;
+pub mod proxy;
 pub mod server;
 pub mod wormhole;

@@ -37,14 +37,18 @@ fn main() {
         )
         .init();
     let network = &cli.network;
-    let (mailbox_url, relay, liveness) =
-        match (network.mailbox_url(), network.relay(), network.liveness()) {
-            (Ok(m), Ok(r), Ok(l)) => (m, r, l),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-                eprintln!("fowld: {e}");
-                std::process::exit(2);
-            }
-        };
+    let (mailbox_url, relay, liveness, proxy) = match (
+        network.mailbox_url(),
+        network.relay(),
+        network.liveness(),
+        network.proxy(),
+    ) {
+        (Ok(m), Ok(r), Ok(l), Ok(p)) => (m, r, l, p),
+        (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
+            eprintln!("fowld: {e}");
+            std::process::exit(2);
+        }
+    };
     let options = FowldOptions {
         mailbox_url,
         relay,
@@ -53,6 +57,7 @@ fn main() {
         status_events: cli.status_events,
         extra_root_certificates: Vec::new(),
         appid: cli.network.appid.clone(),
+        proxy,
     };
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let code = runtime.block_on(run(options));

@@ -165,6 +165,10 @@ pub struct DilationConfig {
     /// Fixes our Dilation side (16 hex digits) instead of a random one; the larger side leads.
     /// For tests that need a given role.
     pub side: Option<String>,
+    /// Privacy through a SOCKS5 proxy: every connection (the relays) is dialed through it, and
+    /// there is no listener, no direct hint and no dial of the peer's direct hints, so the relay
+    /// is the only path and the peer never learns our addresses (see [`crate::proxy`]).
+    pub proxy: Option<crate::proxy::Socks5Proxy>,
 }
 
 impl Default for DilationConfig {
@@ -187,6 +191,7 @@ impl Default for DilationConfig {
             handshake_timeout: Duration::from_secs(30),
             flush_timeout: Duration::from_secs(5),
             side: None,
+            proxy: None,
         }
     }
 }

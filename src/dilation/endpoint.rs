@@ -958,7 +958,7 @@ impl Endpoint {
             ManagerAction::StartConnecting { role, generation } => {
                 self.ensure_session(role);
                 self.end_generation();
-                if !self.config.no_listen {
+                if !self.config.no_listen && self.config.proxy.is_none() {
                     self.listening = Some(generation);
                     let loopback = self.config.loopback_only;
                     self.actions.push_back(Action::Listen {
@@ -1118,6 +1118,9 @@ impl Endpoint {
     fn use_hints(&mut self, now: Instant, hints: Vec<Hint>) {
         for hint in hints {
             match hint {
+                Hint::DirectTcp { hostname, port, .. } if self.config.proxy.is_some() => {
+                    tracing::debug!("not dialing {hostname}:{port}: through a proxy, relay only");
+                }
                 Hint::DirectTcp { hostname, port, .. } => {
                     self.direct_possible = true;
                     self.add_target(now, hostname, port, PathKind::Direct);

@@ -1015,6 +1015,55 @@ fn loopback_only_listens_advertises_and_dials_only_loopback() {
 }
 
 #[test]
+fn through_a_proxy_there_is_no_listener_no_direct_hint_and_only_relays_are_dialed() {
+    let mut c = config("ffffffffffffffff"); // its relay is at 198.18.0.100
+    c.proxy = Some("socks5h://127.0.0.1:9050".parse().unwrap());
+    let mut ep = Endpoint::new(c, "ffffffffffffffff");
+    let now = Instant::now();
+    ep.handle_key(now, [7; 32]);
+    ep.handle_peer_versions(now, vec!["ged".into()]);
+    let please = br#"{"type": "please", "side": "0000000000000001", "use-version": "ged"}"#;
+    ep.handle_dilate(now, please);
+    let actions: Vec<Action> = std::iter::from_fn(|| ep.poll_action()).collect();
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Listen { .. })),
+        "no listener: {actions:?}"
+    );
+    let hints: Vec<String> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SendDilate(m) => Some(String::from_utf8(m.clone()).unwrap()),
+            _ => None,
+        })
+        .filter(|m| m.contains("connection-hints"))
+        .collect();
+    assert_eq!(hints.len(), 1, "{actions:?}");
+    assert!(
+        hints[0].contains("relay-v1") && hints[0].matches("direct-tcp-v1").count() == 1,
+        "our relay only: {}",
+        hints[0]
+    );
+    let dialed = |actions: &[Action]| -> Vec<(String, u16)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Dial { host, port, .. } => Some((host.clone(), *port)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(dialed(&actions), [("198.18.0.100".to_string(), 4001)]);
+    let peer = br#"{"type": "connection-hints", "hints": [
+        {"type": "direct-tcp-v1", "priority": 0.0, "hostname": "198.18.0.2", "port": 4001},
+        {"type": "direct-tcp-v1", "priority": 0.0, "hostname": "127.0.0.1", "port": 4002},
+        {"type": "relay-v1", "hints": [{"type": "direct-tcp-v1", "priority": 0.0, "hostname": "relay.example", "port": 4003}]}
+    ]}"#;
+    ep.handle_dilate(now, peer);
+    let actions: Vec<Action> = std::iter::from_fn(|| ep.poll_action()).collect();
+    assert_eq!(dialed(&actions), [("relay.example".to_string(), 4003)]);
+}
+
+#[test]
 fn running_out_of_sequence_numbers_stops_dilation_with_an_error_never_silently() {
     let mut pair = connected_pair();
     let mut rng = Rng::new(12);

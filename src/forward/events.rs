@@ -112,6 +112,9 @@ pub enum Status {
         url: String,
         /// The server's welcome object.
         welcome: serde_json::Value,
+        /// The SOCKS5 proxy every connection of the session goes through (the relay being the
+        /// only path), without its password; `None` without one.
+        proxy: Option<String>,
     },
     /// A code was allocated for this session (after `allocate-code`).
     CodeAllocated {

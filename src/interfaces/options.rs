@@ -38,6 +38,12 @@ pub struct NetworkArgs {
     /// Offer no direct connection hints (no listening socket for the peer).
     #[arg(long)]
     pub no_listen: bool,
+    /// Privacy mode: the mailbox server and the relay are reached through this SOCKS5 proxy
+    /// (`socks5h://` also leaves name lookups to it; e.g. Tor's socks5h://127.0.0.1:9050), and
+    /// there are no direct connections: no listener, no address offered to the peer, none of
+    /// the peer's dialed. The relay is the only path.
+    #[arg(long, value_name = "socks5h://HOST:PORT", conflicts_with = "no_relay")]
+    pub proxy: Option<String>,
     /// Seconds without a sign of life before the Dilation connection is declared lost and
     /// replaced (both sides ping when quiet; Python's Leader alone pings, every 30 s).
     #[arg(long, value_name = "SECONDS", default_value_t = crate::dilation::DEFAULT_LIVENESS_INTERVAL.as_secs_f64())]
@@ -59,6 +65,17 @@ impl NetworkArgs {
             .parse::<RelayLocation>()
             .map(Some)
             .map_err(|e| OptionError(format!("--relay: {e}")))
+    }
+
+    /// The SOCKS5 proxy of the privacy mode, or an error for a malformed URL.
+    pub fn proxy(&self) -> Result<Option<crate::proxy::Socks5Proxy>, OptionError> {
+        self.proxy
+            .as_deref()
+            .map(|url| {
+                url.parse()
+                    .map_err(|e| OptionError(format!("--proxy: {e}")))
+            })
+            .transpose()
     }
 
     /// The liveness interval, or an error for a value that is not a number of seconds from

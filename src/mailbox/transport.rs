@@ -5,11 +5,13 @@ use std::sync::{Arc, OnceLock};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::messages::MAX_SERVER_MESSAGE;
+use crate::proxy::Socks5Proxy;
 
 /// A WebSocket failure, with the underlying reason as text.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -57,9 +59,13 @@ fn tls_config(extra_roots: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig>, Tran
         .clone())
 }
 
-/// Opens a WebSocket to `url` (`ws://` or `wss://`); `wss` trusts the webpki roots and
-/// `extra_roots` (DER certificates).
-pub async fn connect(url: &str, extra_roots: &[Vec<u8>]) -> Result<MailboxSocket, TransportError> {
+/// Opens a WebSocket to `url` (`ws://` or `wss://`), through `proxy` if given; `wss` trusts the
+/// webpki roots and `extra_roots` (DER certificates).
+pub async fn connect(
+    url: &str,
+    extra_roots: &[Vec<u8>],
+    proxy: Option<&Socks5Proxy>,
+) -> Result<MailboxSocket, TransportError> {
     let config = WebSocketConfig {
         max_message_size: Some(MAX_SERVER_MESSAGE),
         max_frame_size: Some(MAX_SERVER_MESSAGE),
@@ -70,10 +76,43 @@ pub async fn connect(url: &str, extra_roots: &[Vec<u8>]) -> Result<MailboxSocket
     } else {
         Connector::Plain
     };
-    let (ws, _) =
-        tokio_tungstenite::connect_async_tls_with_config(url, Some(config), true, Some(connector))
-            .await
-            .map_err(|e| TransportError(e.to_string()))?;
+    let Some(proxy) = proxy else {
+        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+            url,
+            Some(config),
+            true,
+            Some(connector),
+        )
+        .await
+        .map_err(|e| TransportError(e.to_string()))?;
+        return Ok(MailboxSocket { ws });
+    };
+    let request = url
+        .into_client_request()
+        .map_err(|e| TransportError(e.to_string()))?;
+    let host = request
+        .uri()
+        .host()
+        .ok_or_else(|| TransportError(format!("no host in {url:?}")))?
+        .to_string();
+    let tls = url.starts_with("wss:");
+    let port = request
+        .uri()
+        .port_u16()
+        .unwrap_or(if tls { 443 } else { 80 });
+    let stream = proxy
+        .connect(&host, port)
+        .await
+        .map_err(|e| TransportError(e.to_string()))?;
+    let _ = stream.set_nodelay(true);
+    let (ws, _) = tokio_tungstenite::client_async_tls_with_config(
+        request,
+        stream,
+        Some(config),
+        Some(connector),
+    )
+    .await
+    .map_err(|e| TransportError(e.to_string()))?;
     Ok(MailboxSocket { ws })
 }
 

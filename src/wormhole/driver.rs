@@ -255,9 +255,11 @@ async fn run(
                 Action::Connect => {
                     let url = config.mailbox_url.clone();
                     let roots = config.extra_root_certificates.clone();
+                    let proxy = config.proxy.clone();
                     let limit = core.connect_limit().unwrap_or(config.connect_timeout);
                     connecting = Some(Box::pin(async move {
-                        match tokio::time::timeout(limit, mailbox::connect(&url, &roots)).await {
+                        let connect = mailbox::connect(&url, &roots, proxy.as_ref());
+                        match tokio::time::timeout(limit, connect).await {
                             Ok(result) => result,
                             Err(_) => Err(TransportError(format!("no answer within {limit:?}"))),
                         }

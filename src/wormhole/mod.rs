@@ -39,6 +39,8 @@ pub struct WormholeConfig {
     /// DER certificates trusted for `wss://` besides the webpki roots (a self-hosted server with a
     /// private CA).
     pub extra_root_certificates: Vec<Vec<u8>>,
+    /// Reach the mailbox server through this SOCKS5 proxy (see [`crate::proxy`]).
+    pub proxy: Option<crate::proxy::Socks5Proxy>,
 }
 
 impl WormholeConfig {
@@ -53,6 +55,7 @@ impl WormholeConfig {
             connect_timeout: Duration::from_secs(15),
             close_timeout: Duration::from_secs(10),
             extra_root_certificates: Vec::new(),
+            proxy: None,
         }
     }
 }

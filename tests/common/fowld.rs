@@ -246,6 +246,11 @@ impl Fowld {
     pub fn pid(&self) -> u32 {
         self.child.id().expect("running")
     }
+
+    /// The process id while the process was not reaped.
+    pub fn try_pid(&self) -> Option<u32> {
+        self.child.id()
+    }
 }
 
 /// Codes the two daemons: `a` allocates, `b` sets; both see peer-connected with one verifier.

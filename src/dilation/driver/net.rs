@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use crate::dilation::endpoint::ConnId;
 use crate::dilation::l2::{RecvHalf, SendHalf};
 use crate::dilation::record::Record;
+use crate::proxy::Socks5Proxy;
 
 /// Batches in flight from the task to a link's writer, and from its reader to the task.
 pub(super) const WRITE_BATCHES: usize = 4;
@@ -94,11 +95,16 @@ pub(super) fn dial(
     conn: ConnId,
     host: String,
     port: u16,
+    proxy: Option<Socks5Proxy>,
     reports: Reports,
 ) -> ConnHandle {
     let (commands, rx) = mpsc::unbounded_channel();
     let task = tasks.spawn(async move {
-        match TcpStream::connect((host.as_str(), port)).await {
+        let connected = match &proxy {
+            Some(proxy) => proxy.connect(&host, port).await,
+            None => TcpStream::connect((host.as_str(), port)).await,
+        };
+        match connected {
             Ok(stream) => {
                 let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
                 let peer = stream.peer_addr().unwrap_or(unknown);

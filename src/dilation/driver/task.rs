@@ -17,6 +17,7 @@ use crate::dilation::endpoint::{Action, ConnId, Endpoint, Event, OpenId};
 use crate::dilation::l1::random_side;
 use crate::dilation::manager::DilationError;
 use crate::dilation::record::{Record, Scid};
+use crate::proxy::Socks5Proxy;
 use crate::wormhole::{Mood, Wormhole, WormholeError, WormholeEvent};
 
 /// Most record bytes handed to the writer in one batch.
@@ -29,6 +30,8 @@ type OpenReply = oneshot::Sender<Result<Subchannel, DilationError>>;
 
 struct Task {
     ep: Endpoint,
+    /// Every dial goes through it (the endpoint dials only relays then).
+    proxy: Option<Socks5Proxy>,
     inbound_limit: usize,
     events: mpsc::UnboundedSender<DilationEvent>,
     sub_tx: mpsc::UnboundedSender<SubCommand>,
@@ -61,6 +64,7 @@ pub(super) async fn run(
     let side = config.side.clone().unwrap_or_else(random_side);
     let user_timeout = config.liveness_interval * 2;
     let mut t = Task {
+        proxy: config.proxy.clone(),
         inbound_limit: config.inbound_limit,
         budget: Arc::new(Semaphore::new(config.write_budget)),
         ep: Endpoint::new(config, &side),
@@ -218,7 +222,9 @@ impl Task {
             Action::Dial {
                 conn, host, port, ..
             } => {
-                let handle = net::dial(&mut self.tasks, conn, host, port, self.reports.clone());
+                let proxy = self.proxy.clone();
+                let reports = self.reports.clone();
+                let handle = net::dial(&mut self.tasks, conn, host, port, proxy, reports);
                 self.conns.insert(conn, handle);
             }
             Action::Transmit { conn, bytes } => {

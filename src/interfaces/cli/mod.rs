@@ -136,6 +136,7 @@ async fn session(
         status_events: true,
         extra_root_certificates: Vec::new(),
         appid: network.appid.clone(),
+        proxy: network.proxy().map_err(anyhow::Error::msg)?,
     };
     let (tx, rx) = mpsc::channel(64);
     for cmd in std::iter::once(first).chain(services) {

@@ -153,10 +153,21 @@ impl View {
 
     fn status(&mut self, status: &Status) -> Option<String> {
         match status {
-            Status::Welcome { url, .. } => {
-                self.mailbox = Some(url.clone());
+            Status::Welcome { url, proxy, .. } => {
                 self.peer = "waiting for the peer";
-                None
+                match proxy {
+                    Some(proxy) => {
+                        self.mailbox = Some(format!("{url} via {proxy}"));
+                        Some(format!(
+                            "privacy mode: every connection goes through the proxy {proxy}; \
+                             relay only, no direct connections, no address offered to the peer"
+                        ))
+                    }
+                    None => {
+                        self.mailbox = Some(url.clone());
+                        None
+                    }
+                }
             }
             Status::CodeAllocated { code } => {
                 self.code = Some(code.clone());

@@ -63,8 +63,16 @@ pub fn event(e: &Event) -> Value {
 
 fn status(s: &Status) -> Value {
     match s {
-        Status::Welcome { url, welcome } => {
-            line("welcome", json!({"url": url, "welcome": welcome}))
+        Status::Welcome {
+            url,
+            welcome,
+            proxy,
+        } => {
+            let mut fields = json!({"url": url, "welcome": welcome});
+            if let Some(proxy) = proxy {
+                fields["proxy"] = proxy.as_str().into();
+            }
+            line("welcome", fields)
         }
         Status::CodeAllocated { code } => line("code-allocated", json!({"code": code})),
         Status::PeerConnected { verifier, versions } => line(

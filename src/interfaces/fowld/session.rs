@@ -41,6 +41,8 @@ pub struct FowldOptions {
     pub extra_root_certificates: Vec<Vec<u8>>,
     /// The application id (fowl's: [`crate::forward::APPID`]).
     pub appid: String,
+    /// Privacy mode: the mailbox and relays through this SOCKS5 proxy, no direct connections.
+    pub proxy: Option<crate::proxy::Socks5Proxy>,
 }
 
 /// Runs fowld on stdin/stdout until the session ends; returns the exit status.
@@ -151,6 +153,7 @@ impl Session {
         config.app_versions = app_versions();
         config.dilation = true;
         config.extra_root_certificates = self.opts.extra_root_certificates.clone();
+        config.proxy = self.opts.proxy.clone();
         let wormhole = match Wormhole::connect(config).await {
             Ok(w) => w,
             Err(e) => return self.report_closed(Err(e)),
@@ -167,6 +170,7 @@ impl Session {
             };
         let mut config = dilation_config(self.opts.relay.clone(), self.opts.no_listen);
         config.liveness_interval = self.opts.liveness;
+        config.proxy = self.opts.proxy.clone();
         let dilated = (*wormhole).dilate(config);
         let engine = Engine::start(dilated.handle(), self.out.clone());
         for cmd in pending {
@@ -207,6 +211,7 @@ impl Session {
                     Some(WormholeEvent::Welcome { welcome, .. }) => self.emit(Status::Welcome {
                         url: self.opts.mailbox_url.clone(),
                         welcome,
+                        proxy: self.opts.proxy.as_ref().map(|p| p.to_string()),
                     }),
                     Some(WormholeEvent::CodeAllocated(code)) => {
                         self.emit(Status::CodeAllocated { code })
