@@ -235,6 +235,7 @@ async fn through_a_socks5_proxy_fowld_reaches_the_mailbox_and_relay_only_through
         python
             .send(json!({"kind": "remote", "name": "svc", "local_connect_port": echo}))
             .await;
+        python.expect("awaiting-connect").await;
         let port = ours.fowld.expect("listening").await["listening_port"]
             .as_u64()
             .unwrap() as u16;
