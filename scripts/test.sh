@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project.
 #
-# 1. Installs the pinned Python reference stack (tests/python/requirements.txt) into the
-#    git-ignored virtualenv .venv, reused while the pin list is unchanged.
+# 1. Installs the pinned Python reference stack (tests/python/requirements.txt, with pproxy, a
+#    SOCKS5 server) into the git-ignored virtualenv .venv, reused while the pin list is
+#    unchanged; tmux and strace from Debian's packages if they are missing.
 # 2. Checks formatting (rustfmt), lints (clippy) and the API docs (rustdoc), warnings being errors,
 #    then builds everything
 #    (this and step 1 need the package registries). Doc examples run with the tests.
@@ -15,6 +16,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/python-env.sh
+
+# Terminal and privacy tests drive tmux and strace (both on the project's machines); a machine
+# without them gets them from Debian's packages when we may install.
+missing=""
+for tool in tmux strace; do command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"; done
+if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "== installing$missing"
+  apt-get update -qq && apt-get install -y -qq $missing
+fi
 
 echo "== building (formatting and lints first)"
 cargo fmt --all -- --check

@@ -1,6 +1,7 @@
-//! `fowl invite` / `fowl accept` end to end (non-terminal output), between two peers of this
-//! project on our in-process mailbox server: a TCP forward over ::1, a unix socket forward, TCP
-//! half-close through the forward, and Ctrl-C closing both.
+//! `fowl invite` / `fowl accept` end to end, between two peers of this project on our in-process
+//! mailbox server: a TCP forward over ::1, a unix socket forward, TCP half-close through the
+//! forward, and Ctrl-C closing both (plain output); completion scripts and the manual page; and on
+//! a terminal (tmux, reading the screen) the code prompt's completion and the live view.
 
 mod common;
 
@@ -274,14 +275,6 @@ impl Drop for Tmux {
 /// does, and Enter on an unfinished code keeps the line open instead of spending the code.
 #[tokio::test]
 async fn the_code_prompt_completes_like_readline_and_refuses_an_unfinished_code() {
-    if std::process::Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: no tmux");
-        return;
-    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mb = serve(listener, MailboxConfig::default()).unwrap();
     let tmux = Tmux {
@@ -321,4 +314,117 @@ async fn the_code_prompt_completes_like_readline_and_refuses_an_unfinished_code(
     })
     .await
     .unwrap();
+}
+
+/// On a small terminal, the live view of `fowl invite` serving 40 streams (20 of them finished)
+/// fits: no line wraps and the block is redrawn in place, so its header is on the screen once and
+/// nowhere in the scrollback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_view_fits_a_small_terminal_however_many_streams_run() {
+    common::require_loopback_only();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mb = serve(listener, MailboxConfig::default()).unwrap();
+    let echo = common::fowld::echo_server().await;
+    let tmux = std::sync::Arc::new(Tmux {
+        socket: format!("fowl-live-{}", std::process::id()),
+    });
+    let command = format!(
+        "{} invite -R svc:{echo} --mailbox {} --no-relay",
+        env!("CARGO_BIN_EXE_fowl"),
+        mb.url()
+    );
+    // tmux 3.3 pushes a screen cleared from its top line into the scrollback (scroll-on-clear):
+    // off, so that the scrollback shows only what really scrolled
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tmux.conf");
+    std::fs::write(&config, "set -g scroll-on-clear off\n").unwrap();
+    let config = config.to_str().unwrap().to_string();
+    let t = tmux.clone();
+    let pane = tokio::task::spawn_blocking(move || {
+        let start = ["-f", &config, "new-session", "-d", "-s", "fowl"];
+        t.run(&[&start[..], &["-x", "60", "-y", "12", &command]].concat());
+        t.until("code: ")
+    })
+    .await
+    .unwrap();
+    let code = pane
+        .lines()
+        .find_map(|l| l.strip_prefix("code: "))
+        .expect("the code line")
+        .trim()
+        .to_string();
+    let mut accept =
+        common::fowld::Fowld::spawn(common::fowld::Impl::Rust, &mb.url(), &["--no-relay"]);
+    accept
+        .send(serde_json::json!({"kind": "set-code", "code": code}))
+        .await;
+    accept
+        .send(serde_json::json!({"kind": "local", "name": "svc"}))
+        .await;
+    let port = accept.expect("listening").await["listening_port"]
+        .as_u64()
+        .unwrap() as u16;
+    let mut open = Vec::new();
+    for i in 0..40u8 {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        s.write_all(&[i]).await.unwrap();
+        let mut echoed = [0u8];
+        tokio::time::timeout(Duration::from_secs(30), s.read_exact(&mut echoed))
+            .await
+            .expect("echo in time")
+            .unwrap();
+        if i % 2 == 0 {
+            open.push(s);
+        }
+    }
+    let t = tmux.clone();
+    tokio::task::spawn_blocking(move || {
+        // the block counts what it does not show; it settles within a few redraws
+        t.until("more");
+        let screen = t.until("svc: 20 open, 40 in all");
+        // a frame that holds still across the captures (the block is redrawn 4 times a second)
+        let (screen, joined, history) = (0..100)
+            .find_map(|_| {
+                let before = t.run(&["capture-pane", "-p", "-t", "fowl"]);
+                let joined = t.run(&["capture-pane", "-p", "-J", "-t", "fowl"]);
+                let history = t.run(&["capture-pane", "-p", "-S", "-", "-t", "fowl"]);
+                let after = t.run(&["capture-pane", "-p", "-t", "fowl"]);
+                std::thread::sleep(Duration::from_millis(20));
+                (before == after).then_some((after, joined, history))
+            })
+            .unwrap_or_else(|| panic!("the screen never held still:\n{screen}"));
+        assert_eq!(
+            history
+                .lines()
+                .filter(|l| l.starts_with("fowl | code"))
+                .count(),
+            1,
+            "one header, redrawn in place:\n{history}"
+        );
+        // the block (from its header down) has no wrapped line: joining wrapped lines changes
+        // nothing there (log lines above it may wrap)
+        let block = |pane: &str| -> Vec<String> {
+            let lines: Vec<&str> = pane.lines().collect();
+            let top = lines.iter().position(|l| l.starts_with("fowl | code"));
+            let top = top.unwrap_or_else(|| panic!("no header:\n{pane}"));
+            lines[top..]
+                .iter()
+                .map(|l| l.trim_end().to_string())
+                .collect()
+        };
+        assert_eq!(block(&screen), block(&joined), "no wrapped line:\n{screen}");
+        assert_eq!(
+            screen
+                .lines()
+                .filter(|l| l.starts_with("fowl | code"))
+                .count(),
+            1,
+            "{screen}"
+        );
+    })
+    .await
+    .unwrap();
+    drop(open);
 }

@@ -29,6 +29,16 @@ pub struct View {
     peer: &'static str,
     services: BTreeMap<String, String>,
     streams: BTreeMap<u64, Stream>,
+    /// Per service name: streams open now, streams in all, bytes sent and received in all.
+    totals: BTreeMap<String, Totals>,
+}
+
+#[derive(Default)]
+struct Totals {
+    open: u64,
+    all: u64,
+    sent: u64,
+    received: u64,
 }
 
 fn human_bytes(n: u64) -> String {
@@ -113,18 +123,20 @@ impl View {
             Event::BytesIn { id, bytes } => {
                 if let Some(st) = self.streams.get_mut(id) {
                     st.bytes_in += bytes;
+                    self.totals.entry(st.name.clone()).or_default().sent += bytes;
                 }
                 None
             }
             Event::BytesOut { id, bytes } => {
                 if let Some(st) = self.streams.get_mut(id) {
                     st.bytes_out += bytes;
+                    self.totals.entry(st.name.clone()).or_default().received += bytes;
                 }
                 None
             }
             Event::OutgoingDone { id, .. } | Event::IncomingDone { id } => {
-                let st = self.streams.get_mut(id)?;
-                st.ended = Some(Instant::now());
+                self.ended(*id);
+                let st = self.streams.get(id)?;
                 Some(format!(
                     "stream {id} ({}) done: {} sent, {} received",
                     st.name,
@@ -133,12 +145,23 @@ impl View {
                 ))
             }
             Event::OutgoingLost { id, reason, .. } | Event::IncomingLost { id, reason } => {
-                if let Some(st) = self.streams.get_mut(id) {
-                    st.ended = Some(Instant::now());
-                }
+                self.ended(*id);
                 Some(format!("stream {id} failed: {reason}"))
             }
             Event::Error(message) => Some(format!("error: {message}")),
+        }
+    }
+
+    /// Marks stream `id` finished (once: a lost stream is also done).
+    fn ended(&mut self, id: u64) {
+        let Some(st) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if st.ended.is_none() {
+            st.ended = Some(Instant::now());
+            if let Some(t) = self.totals.get_mut(&st.name) {
+                t.open = t.open.saturating_sub(1);
+            }
         }
     }
 
@@ -148,6 +171,9 @@ impl View {
             ..Default::default()
         };
         self.streams.insert(id, stream);
+        let totals = self.totals.entry(name.to_string()).or_default();
+        totals.open += 1;
+        totals.all += 1;
         Some(format!("stream {id} ({name}) opened"))
     }
 
@@ -228,6 +254,15 @@ impl View {
             out.push(format!("verifier {}", verifier_groups(v)));
         }
         out.extend(self.services.values().map(|s| format!("  {s}")));
+        out.extend(self.totals.iter().map(|(name, t)| {
+            format!(
+                "  {name}: {} open, {} in all, {} sent, {} received",
+                t.open,
+                t.all,
+                human_bytes(t.sent),
+                human_bytes(t.received)
+            )
+        }));
         self.streams.retain(|_, st| {
             st.ended
                 .is_none_or(|t| t.elapsed() < Duration::from_secs(10))
@@ -268,6 +303,47 @@ impl View {
     }
 }
 
+/// The block as the terminal shows it: no line wider than `cols - 1` columns (a wrapped line
+/// would make the redraw erase too little, and the block would creep up the screen) and at most
+/// `rows - 1` lines (the header first; what does not fit is counted in the last line).
+fn fit(mut block: Vec<String>, cols: usize, rows: usize) -> Vec<String> {
+    let max_lines = rows.saturating_sub(1).max(1);
+    if block.len() > max_lines {
+        let hidden = block.len() - (max_lines - 1);
+        block.truncate(max_lines - 1);
+        block.push(format!(
+            "  ... {hidden} more lines (a taller terminal shows them)"
+        ));
+    }
+    let width = cols.saturating_sub(1).max(1);
+    block
+        .into_iter()
+        .map(|line| {
+            let mut used = 0;
+            line.chars()
+                .take_while(|c| {
+                    used += unicode_width::UnicodeWidthChar::width(*c).unwrap_or(0);
+                    used <= width
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Columns and rows of the terminal on stdout, if it is one.
+fn terminal_size() -> Option<(usize, usize)> {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `winsize` into the struct we own; stdout's descriptor stays
+    // open for the process's life.
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    (ok && size.ws_col > 0 && size.ws_row > 0).then(|| (size.ws_col.into(), size.ws_row.into()))
+}
+
 /// Prints what `queue` carries until it is closed. `live`: a terminal, with the status block.
 pub fn render(queue: EventQueue, live: bool) {
     let mut view = View::default();
@@ -279,24 +355,31 @@ pub fn render(queue: EventQueue, live: bool) {
         if batch.is_empty() && queue.is_closed() {
             break;
         }
-        let mut out = stdout.lock();
+        // one write per frame: the terminal never shows a half-drawn block
+        let mut frame = String::new();
         if live && drawn > 0 {
-            let _ = write!(out, "\x1b[{drawn}A\x1b[J");
+            frame.push_str(&format!("\x1b[{drawn}A\x1b[J"));
             drawn = 0;
         }
         for e in &batch {
             if let Some(line) = view.apply(e) {
-                let _ = writeln!(out, "{line}");
+                frame.push_str(&line);
+                frame.push('\n');
             }
         }
         if live {
-            let block = view.block(last_draw.elapsed());
+            // read at every redraw: the terminal may have been resized
+            let (cols, rows) = terminal_size().unwrap_or((80, 24));
+            let block = fit(view.block(last_draw.elapsed()), cols, rows);
             last_draw = Instant::now();
             for l in &block {
-                let _ = writeln!(out, "{l}");
+                frame.push_str(l);
+                frame.push('\n');
             }
             drawn = block.len();
         }
+        let mut out = stdout.lock();
+        let _ = out.write_all(frame.as_bytes());
         let _ = out.flush();
     }
 }
@@ -345,6 +428,36 @@ mod tests {
         let streams = block.iter().filter(|l| l.starts_with("  #")).count();
         assert_eq!(streams, MAX_STREAM_LINES);
         assert_eq!(block.last().unwrap(), "  ... and 55 more streams");
+        assert!(
+            block.contains(&"  web: 32 open, 63 in all, 0 B sent, 0 B received".to_string()),
+            "totals per service: {block:?}"
+        );
         assert!(block.len() <= MAX_STREAM_LINES + 4, "{block:?}");
+    }
+
+    #[test]
+    fn the_block_fits_the_terminal_in_width_and_height() {
+        let mut view = View::default();
+        for i in 0..30 {
+            view.apply(&Event::Listening {
+                name: format!("service-with-a-long-name-{i}"),
+                port: Some(10000 + i),
+                path: None,
+            });
+        }
+        let block = fit(view.block(Duration::from_secs(1)), 40, 12);
+        assert_eq!(block.len(), 11, "{block:#?}");
+        assert!(block[0].starts_with("fowl | code"), "{block:#?}");
+        assert_eq!(
+            block[10], "  ... 21 more lines (a taller terminal ",
+            "counted, cut to the width"
+        );
+        assert!(block.iter().all(|l| l.chars().count() <= 39), "{block:#?}");
+        let wide = fit(vec!["界".repeat(30)], 21, 5);
+        assert_eq!(
+            wide,
+            ["界".repeat(10)],
+            "double-width characters count twice"
+        );
     }
 }
