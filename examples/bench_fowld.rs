@@ -4,7 +4,8 @@
 //!     scripts/bench.sh bench_fowld [--only rust|python]
 //!
 //! Figures: one-stream bulk throughput, 64-byte ping-pong round trips, 100 concurrent streams of
-//! 1 MiB echoed, and each daemon's peak RSS (VmHWM). Needs a loopback-only network namespace
+//! 1 MiB echoed, and each daemon's peak RSS (VmHWM); our pair also relay-only, through our
+//! relay and through Python's transit relay 0.5 (which does not set TCP_NODELAY). Needs a loopback-only network namespace
 //! (the daemons dial every address they advertise), which `scripts/bench.sh` provides.
 
 use std::process::Stdio;
@@ -120,6 +121,7 @@ async fn sink_server() -> anyhow::Result<(u16, tokio::sync::mpsc::UnboundedRecei
 struct Figures {
     bulk_mb_s: f64,
     rtt_median_us: f64,
+    rtt_p99_us: f64,
     concurrent: String,
     rss: (f64, f64),
 }
@@ -195,6 +197,7 @@ async fn run(
     let mut rtts = rtts.split_off(5); // warm-up
     rtts.sort_by(f64::total_cmp);
     let rtt_median_us = rtts[rtts.len() / 2];
+    let rtt_p99_us = rtts[rtts.len() * 99 / 100];
     drop(s);
 
     // 100 concurrent streams of 1 MiB, echoed
@@ -237,6 +240,7 @@ async fn run(
     Ok(Figures {
         bulk_mb_s,
         rtt_median_us,
+        rtt_p99_us,
         concurrent,
         rss: (peak_rss_mib(pa), peak_rss_mib(pb)),
     })
@@ -259,29 +263,84 @@ async fn main() -> anyhow::Result<()> {
         .join("fowld");
     let venv = std::env::var("FOWL_VENV").unwrap_or_else(|_| ".venv".into());
     let python = format!("{venv}/bin/fowld");
-    println!("| implementation | bulk, one stream | 64-byte ping-pong RTT (median) | 100 concurrent streams of 1 MiB | peak RSS per daemon |");
-    println!("|---|---|---|---|---|");
-    let runs: [(&str, String, &[&str], usize, usize); 2] = [
+    let our_relay =
+        fowl::server::relay::serve(TcpListener::bind("127.0.0.1:0").await?, Default::default())?;
+    let (_python_relay, python_relay_port) = python_relay(&venv).await?;
+    let our_relay_hint = our_relay.hint();
+    let python_relay_hint = format!("tcp:127.0.0.1:{python_relay_port}");
+    println!("| implementation | path | bulk, one stream | 64-byte ping-pong RTT (median / p99) | 100 concurrent streams of 1 MiB | peak RSS per daemon |");
+    println!("|---|---|---|---|---|---|");
+    let rust = ours.display().to_string();
+    // implementation, path, program, its extra arguments, bulk MiB, ping-pong rounds
+    type Run<'a> = (&'a str, &'a str, String, Vec<&'a str>, usize, usize);
+    let runs: [Run; 4] = [
         (
             "rust",
-            ours.display().to_string(),
-            &["--no-relay"],
+            "direct",
+            rust.clone(),
+            vec!["--no-relay"],
             1024,
             2000,
         ),
-        ("python", python, &[], 256, 40),
+        (
+            "rust",
+            "our relay",
+            rust.clone(),
+            vec!["--no-listen", "--relay", &our_relay_hint],
+            1024,
+            2000,
+        ),
+        (
+            "rust",
+            "Python's relay",
+            rust,
+            vec!["--no-listen", "--relay", &python_relay_hint],
+            1024,
+            400,
+        ),
+        ("python", "direct", python, vec![], 256, 40),
     ];
-    for (which, program, extra, bulk, rounds) in runs {
+    for (which, path, program, extra, bulk, rounds) in runs {
         if only.as_deref().is_some_and(|o| o != which) {
             continue;
         }
-        match run(which, &program, extra, &mb.url(), bulk, rounds).await {
+        match run(which, &program, &extra, &mb.url(), bulk, rounds).await {
             Ok(f) => println!(
-                "| {which} | {:.0} MB/s ({bulk} MiB) | {:.0} µs | {} | {:.1} / {:.1} MiB |",
-                f.bulk_mb_s, f.rtt_median_us, f.concurrent, f.rss.0, f.rss.1
+                "| {which} | {path} | {:.0} MB/s ({bulk} MiB) | {:.0} / {:.0} µs | {} | {:.1} / {:.1} MiB |",
+                f.bulk_mb_s, f.rtt_median_us, f.rtt_p99_us, f.concurrent, f.rss.0, f.rss.1
             ),
-            Err(e) => println!("| {which} | failed: {e:#} | | | |"),
+            Err(e) => println!("| {which} | {path} | failed: {e:#} | | | |"),
         }
     }
     Ok(())
+}
+
+/// Python's transit relay (`twist transitrelay`) on a loopback port it picks; its port.
+async fn python_relay(venv: &str) -> anyhow::Result<(Child, u16)> {
+    let mut child = Command::new(format!("{venv}/bin/twist"))
+        .args(["transitrelay", "--port=tcp:0:interface=127.0.0.1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting Python's transit relay")?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let port = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await? {
+            let port = line
+                .split("starting on ")
+                .nth(1)
+                .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|p| p.parse::<u16>().ok());
+            if let Some(port) = port {
+                return Ok(port);
+            }
+        }
+        bail!("the transit relay exited")
+    })
+    .await
+    .context("the transit relay did not listen within 30 s")??;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, port))
 }

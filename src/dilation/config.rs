@@ -162,6 +162,11 @@ pub struct DilationConfig {
     pub handshake_timeout: Duration,
     /// On close, how long to wait for the peer to acknowledge what we sent.
     pub flush_timeout: Duration,
+    /// How long an ACK may wait for a record of ours to ride with, so that an answer does not
+    /// follow our ACK as a second small write (a relay without TCP_NODELAY would hold it for the
+    /// peer's delayed TCP ACK, about 40 ms); an ACK goes at once after 64 KiB received. Zero:
+    /// every ACK at once, as Python does.
+    pub ack_delay: Duration,
     /// Fixes our Dilation side (16 hex digits) instead of a random one; the larger side leads.
     /// For tests that need a given role.
     pub side: Option<String>,
@@ -190,6 +195,7 @@ impl Default for DilationConfig {
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(30),
             flush_timeout: Duration::from_secs(5),
+            ack_delay: Duration::from_millis(10),
             side: None,
             proxy: None,
         }

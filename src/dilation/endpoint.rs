@@ -696,6 +696,7 @@ impl Endpoint {
             for r in records {
                 s.received(r);
             }
+            s.stamp_ack(now);
         }
         self.drive(now);
     }
@@ -1090,6 +1091,7 @@ impl Endpoint {
         if !self.paused.is_empty() {
             session.set_unacked_limit(c.unacked_limit.max(c.paused_unacked_limit));
         }
+        session.set_ack_delay(c.ack_delay);
         self.session = Some(session);
         for (id, subprotocol) in std::mem::take(&mut self.pending_opens) {
             self.open_now(id, subprotocol);
@@ -1403,6 +1405,7 @@ impl Endpoint {
         for r in records {
             session.received(r);
         }
+        session.stamp_ack(now);
         self.manager.connection_made(now);
         let outage = self
             .lost_at

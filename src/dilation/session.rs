@@ -51,6 +51,9 @@ const MAX_QUEUED_PONGS: usize = 16;
 /// further OPENs to refuse are ignored instead: a peer that floods OPENs and never acknowledges
 /// cannot grow our queue of records to resend.
 pub const MAX_UNACKED_REFUSALS: usize = 1024;
+/// With a delay set, an ACK goes out at once all the same once this many bytes of records were
+/// received since the last one (a bulk sender's unacknowledged queue keeps moving).
+pub const ACK_EVERY_BYTES: usize = 64 << 10;
 
 /// What the driver must do after a timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +126,18 @@ pub struct Session {
     events: VecDeque<SessionEvent>,
     /// The seqnums of our refusal CLOSEs not yet acknowledged, oldest first.
     refusals: VecDeque<Seqnum>,
+    /// How long an ACK may wait for a record of ours to ride with (zero: sent at once).
+    ack_delay: Duration,
+    /// The cumulative ACK held back, when it is due (stamped by [`Session::stamp_ack`]), and
+    /// the bytes of records it covers since the last ACK sent.
+    held_ack: Option<HeldAck>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct HeldAck {
+    seqnum: Seqnum,
+    due: Option<Instant>,
+    bytes: usize,
 }
 
 impl Session {
@@ -145,7 +160,44 @@ impl Session {
             pinger: None,
             events: VecDeque::new(),
             refusals: VecDeque::new(),
+            ack_delay: Duration::ZERO,
+            held_ack: None,
         }
+    }
+
+    /// Lets ACKs wait up to `delay` for a record of ours to ride with: two small writes in a
+    /// row (our ACK, then the answer our local service gave) would meet Nagle's algorithm in a
+    /// relay that does not set TCP_NODELAY, and the second would wait for the peer's delayed
+    /// TCP ACK (40 ms).
+    pub fn set_ack_delay(&mut self, delay: Duration) {
+        self.ack_delay = delay;
+    }
+
+    /// Gives a held ACK its deadline, `now` plus the delay (call after [`Session::received`]).
+    pub fn stamp_ack(&mut self, now: Instant) {
+        if let Some(held) = self.held_ack.as_mut() {
+            held.due.get_or_insert(now + self.ack_delay);
+        }
+    }
+
+    /// The held ACK goes into the control queue.
+    fn release_ack(&mut self) {
+        if let Some(held) = self.held_ack.take() {
+            self.queue_ack(held.seqnum);
+        }
+    }
+
+    /// Queues a cumulative ACK: one waiting ACK is enough, the highest.
+    fn queue_ack(&mut self, seqnum: Seqnum) {
+        let mut ack = seqnum;
+        self.control.retain(|r| match r {
+            Record::Ack(s) => {
+                ack = ack.max(*s);
+                false
+            }
+            _ => true,
+        });
+        self.control.push_back(Record::Ack(ack));
     }
 
     pub fn poll_event(&mut self) -> Option<SessionEvent> {
@@ -156,7 +208,8 @@ impl Session {
         let p = self.pinger.as_ref()?;
         let silent = (!p.paused).then_some(p.last_heard + p.interval);
         let probe = p.probe.map(|(_, deadline)| deadline);
-        [Some(p.next_ping), silent, probe]
+        let ack = self.held_ack.and_then(|h| h.due);
+        [Some(p.next_ping), silent, probe, ack]
             .into_iter()
             .flatten()
             .min()
@@ -180,6 +233,7 @@ impl Session {
     pub fn connection_made(&mut self, now: Instant) {
         self.connected = true;
         self.control.clear();
+        self.held_ack = None;
         self.next_unsent = 0;
         self.in_flight = 0;
         self.pinger = Some(Pinger {
@@ -194,6 +248,7 @@ impl Session {
     pub fn connection_lost(&mut self) {
         self.connected = false;
         self.control.clear();
+        self.held_ack = None;
         self.pinger = None;
     }
 
@@ -217,6 +272,12 @@ impl Session {
     /// Time passed; `reading`: whether we read the connection now (not paused by a slow
     /// consumer). Sends PINGs when quiet; judges silence only while reading.
     pub fn handle_timeout(&mut self, now: Instant, reading: bool) -> Liveness {
+        if self
+            .held_ack
+            .is_some_and(|h| h.due.is_some_and(|due| now >= due))
+        {
+            self.release_ack();
+        }
         let Some(p) = self.pinger.as_mut() else {
             return Liveness::Fine;
         };
@@ -341,16 +402,20 @@ impl Session {
             Record::Open { seqnum, .. }
             | Record::Data { seqnum, .. }
             | Record::Close { seqnum, .. } => {
-                // ACKs are cumulative: one waiting ACK is enough, the highest
-                let mut ack = seqnum;
-                self.control.retain(|r| match r {
-                    Record::Ack(s) => {
-                        ack = ack.max(*s);
-                        false
+                if self.ack_delay.is_zero() {
+                    self.queue_ack(seqnum);
+                } else {
+                    let held = self.held_ack.get_or_insert(HeldAck {
+                        seqnum,
+                        due: None,
+                        bytes: 0,
+                    });
+                    held.seqnum = held.seqnum.max(seqnum);
+                    held.bytes += record.encoded_len();
+                    if held.bytes >= ACK_EVERY_BYTES {
+                        self.release_ack();
                     }
-                    _ => true,
-                });
-                self.control.push_back(Record::Ack(ack));
+                }
                 if self.inbound.accept(seqnum) {
                     self.dispatch(record);
                 }
@@ -424,6 +489,10 @@ impl Session {
     pub fn transmit(&mut self, budget: usize, mut send: impl FnMut(&Arc<Record>)) -> bool {
         if !self.connected {
             return false;
+        }
+        // a held ACK rides with whatever goes out now
+        if self.held_ack.is_some() && (!self.control.is_empty() || self.may_send_next()) {
+            self.release_ack();
         }
         let mut spent = 0;
         while let Some(r) = self.control.pop_front() {

@@ -596,3 +596,84 @@ fn records_for_unknown_subchannels_are_acked_and_dropped() {
         }]
     );
 }
+
+#[test]
+fn a_held_ack_rides_with_the_answer_or_goes_alone_when_due() {
+    let now = Instant::now();
+    let delay = Duration::from_millis(10);
+    let mut s = Session::new(Role::Follower, 1 << 20, PING, false);
+    s.set_ack_delay(delay);
+    s.connection_made(now);
+    let open = Record::Open {
+        scid: 1,
+        seqnum: 0,
+        subprotocol: "echo".into(),
+    };
+    let ping = |seqnum| Record::Data {
+        scid: 1,
+        seqnum,
+        data: b"ping".to_vec(),
+    };
+    s.received(open);
+    s.received(ping(1));
+    s.stamp_ack(now);
+    assert!(!s.wants_transmit(), "a lone ACK waits");
+    assert_eq!(s.poll_timeout(), Some(now + delay));
+    // the local service answers within the delay: one transmit carries the ACK and the answer
+    s.send_data(1, b"pong".to_vec()).unwrap();
+    let out = sent(&mut s);
+    assert!(
+        matches!(out[..], [Record::Ack(1), Record::Data { seqnum: 0, .. }]),
+        "{out:?}"
+    );
+    // no answer: the ACK goes alone once due, not before
+    s.received(ping(2));
+    s.stamp_ack(now + delay);
+    s.stamp_ack(now + delay * 2); // later reads keep the first deadline
+    assert_eq!(
+        s.handle_timeout(now + delay * 2 - Duration::from_millis(1), true),
+        Liveness::Fine
+    );
+    assert!(sent(&mut s).is_empty());
+    assert_eq!(s.handle_timeout(now + delay * 2, true), Liveness::Fine);
+    assert!(matches!(sent(&mut s)[..], [Record::Ack(2)]));
+    // a bulk sender is acknowledged every 64 KiB without waiting
+    let mut seqnum = 3;
+    let mut acks = Vec::new();
+    while seqnum < 3 + 40 {
+        s.received(Record::Data {
+            scid: 1,
+            seqnum,
+            data: vec![0; 16 << 10],
+        });
+        s.stamp_ack(now + delay * 3);
+        acks.extend(sent(&mut s));
+        seqnum += 1;
+    }
+    assert_eq!(acks.len(), 10, "one ACK per 64 KiB of 640 KiB: {acks:?}");
+    assert!(acks.iter().all(|a| matches!(a, Record::Ack(_))));
+    // a cut connection forgets the held ACK: the peer resends and is acknowledged again
+    s.received(ping(seqnum));
+    s.stamp_ack(now + delay * 3);
+    s.connection_lost();
+    s.connection_made(now + delay * 4);
+    let resent = sent(&mut s);
+    assert!(
+        !resent.iter().any(|r| matches!(r, Record::Ack(_))),
+        "only our unacknowledged answer is resent: {resent:?}"
+    );
+}
+
+#[test]
+fn without_a_delay_every_ack_goes_at_once_as_python_does() {
+    let now = Instant::now();
+    let mut s = Session::new(Role::Follower, 1 << 20, PING, false);
+    s.connection_made(now);
+    s.received(Record::Open {
+        scid: 1,
+        seqnum: 0,
+        subprotocol: "echo".into(),
+    });
+    assert!(s.wants_transmit());
+    assert!(matches!(sent(&mut s)[..], [Record::Ack(0)]));
+}
