@@ -153,15 +153,16 @@ async fn run(
         ("ping", echo_port),
         ("many", echo_port),
     ] {
-        a.send(json!({"kind": "local", "name": name})).await?;
+        // the service first: a listener's request racing ahead of it would be refused
         b.send(json!({"kind": "remote", "name": name, "local_connect_port": port}))
             .await?;
+        b.expect("awaiting-connect").await?;
+        a.send(json!({"kind": "local", "name": name})).await?;
         ports.push(
             a.expect("listening").await?["listening_port"]
                 .as_u64()
                 .context("port")? as u16,
         );
-        b.expect("awaiting-connect").await?;
     }
     let (pa, pb) = (a.child.id().unwrap_or(0), b.child.id().unwrap_or(0));
     let (_a, _b) = (a.drain(), b.drain());

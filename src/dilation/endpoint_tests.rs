@@ -965,17 +965,24 @@ fn hints_name_every_usable_address_and_loopback_only_when_nothing_else() {
     assert_eq!(hosts(direct_hints(9, &[], true)), ["127.0.0.1"]);
 }
 
-#[test]
-fn loopback_only_listens_advertises_and_dials_only_loopback() {
-    let mut c = config("ffffffffffffffff"); // its relay is at 198.18.0.100
-    c.loopback_only = true;
+/// An endpoint of side ffff... (the Leader) with the key and the peer's versions, told `please`
+/// by the peer; the actions it took.
+fn leading_after_please(c: DilationConfig, now: Instant) -> (Endpoint, Vec<Action>) {
     let mut ep = Endpoint::new(c, "ffffffffffffffff");
-    let now = Instant::now();
     ep.handle_key(now, [7; 32]);
     ep.handle_peer_versions(now, vec!["ged".into()]);
     let please = br#"{"type": "please", "side": "0000000000000001", "use-version": "ged"}"#;
     ep.handle_dilate(now, please);
-    let actions: Vec<Action> = std::iter::from_fn(|| ep.poll_action()).collect();
+    let actions = std::iter::from_fn(|| ep.poll_action()).collect();
+    (ep, actions)
+}
+
+#[test]
+fn loopback_only_listens_advertises_and_dials_only_loopback() {
+    let mut c = config("ffffffffffffffff"); // its relay is at 198.18.0.100
+    c.loopback_only = true;
+    let now = Instant::now();
+    let (mut ep, actions) = leading_after_please(c, now);
     assert!(
         matches!(
             actions[..],
@@ -1018,13 +1025,8 @@ fn loopback_only_listens_advertises_and_dials_only_loopback() {
 fn through_a_proxy_there_is_no_listener_no_direct_hint_and_only_relays_are_dialed() {
     let mut c = config("ffffffffffffffff"); // its relay is at 198.18.0.100
     c.proxy = Some("socks5h://127.0.0.1:9050".parse().unwrap());
-    let mut ep = Endpoint::new(c, "ffffffffffffffff");
     let now = Instant::now();
-    ep.handle_key(now, [7; 32]);
-    ep.handle_peer_versions(now, vec!["ged".into()]);
-    let please = br#"{"type": "please", "side": "0000000000000001", "use-version": "ged"}"#;
-    ep.handle_dilate(now, please);
-    let actions: Vec<Action> = std::iter::from_fn(|| ep.poll_action()).collect();
+    let (mut ep, actions) = leading_after_please(c, now);
     assert!(
         !actions.iter().any(|a| matches!(a, Action::Listen { .. })),
         "no listener: {actions:?}"
