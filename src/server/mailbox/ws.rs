@@ -242,6 +242,9 @@ async fn accept(
     shared: Arc<Mutex<Shared>>,
     bind_timeout: Duration,
 ) -> Option<Session> {
+    // the server answers with several small frames in a row (ack, then the answer): with
+    // Nagle's algorithm the second waited for the client's delayed ACK, 40 ms per exchange
+    let _ = stream.set_nodelay(true);
     Some(match tls {
         None => Box::pin(connection(upgrade(stream).await?, shared, bind_timeout)),
         Some(tls) => {
