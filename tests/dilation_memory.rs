@@ -9,14 +9,7 @@ use common::dilation::{config, pattern, rust_pair, FOLLOWER, LEADER};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn rss_bytes() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<usize>()
-        .unwrap()
-        * 1024
+    common::rss_of(std::process::id())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,13 +43,7 @@ async fn echo_service(roost: &mut Fowld, fledge: &mut Fowld, name: &str) -> u16 
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
+    (common::rss_of(pid) / 1024) as u64
 }
 
 async fn error_message(f: &mut Fowld) -> String {

@@ -1012,13 +1012,19 @@ fn loopback_only_listens_advertises_and_dials_only_loopback() {
         {"type": "relay-v1", "hints": [{"type": "direct-tcp-v1", "priority": 0.0, "hostname": "198.18.0.3", "port": 4003}]}
     ]}"#;
     ep.handle_dilate(now, peer);
-    let dials: Vec<(String, u16)> = std::iter::from_fn(|| ep.poll_action())
+    let actions: Vec<Action> = std::iter::from_fn(|| ep.poll_action()).collect();
+    assert_eq!(dialed(&actions), [("127.0.0.1".to_string(), 4002)]);
+}
+
+/// The hosts and ports `actions` dial.
+fn dialed(actions: &[Action]) -> Vec<(String, u16)> {
+    actions
+        .iter()
         .filter_map(|a| match a {
-            Action::Dial { host, port, .. } => Some((host, port)),
+            Action::Dial { host, port, .. } => Some((host.clone(), *port)),
             _ => None,
         })
-        .collect();
-    assert_eq!(dials, [("127.0.0.1".to_string(), 4002)]);
+        .collect()
 }
 
 #[test]
@@ -1045,15 +1051,6 @@ fn through_a_proxy_there_is_no_listener_no_direct_hint_and_only_relays_are_diale
         "our relay only: {}",
         hints[0]
     );
-    let dialed = |actions: &[Action]| -> Vec<(String, u16)> {
-        actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Dial { host, port, .. } => Some((host.clone(), *port)),
-                _ => None,
-            })
-            .collect()
-    };
     assert_eq!(dialed(&actions), [("198.18.0.100".to_string(), 4001)]);
     let peer = br#"{"type": "connection-hints", "hints": [
         {"type": "direct-tcp-v1", "priority": 0.0, "hostname": "198.18.0.2", "port": 4001},

@@ -71,7 +71,8 @@ pub async fn connect(
         max_frame_size: Some(MAX_SERVER_MESSAGE),
         ..Default::default()
     };
-    let connector = if url.starts_with("wss:") {
+    let tls = url.starts_with("wss:");
+    let connector = if tls {
         Connector::Rustls(tls_config(extra_roots)?)
     } else {
         Connector::Plain
@@ -95,7 +96,6 @@ pub async fn connect(
         .host()
         .ok_or_else(|| TransportError(format!("no host in {url:?}")))?
         .to_string();
-    let tls = url.starts_with("wss:");
     let port = request
         .uri()
         .port_u16()

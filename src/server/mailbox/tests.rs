@@ -571,24 +571,23 @@ fn finished_sessions_go_to_the_usage_record_with_their_moods_and_age_out() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mailbox.sqlite");
     let (mut s, mut store) = restarted(&path, 100.0);
+    // connections `ids` (sides s1 and s2) open `mailbox` at `opened` and close it with `moods`
+    let session =
+        |s: &mut MailboxState, ids: [u64; 2], mailbox: &str, opened, moods: [&str; 2], closed| {
+            for (id, side) in ids.into_iter().zip(["s1", "s2"]) {
+                bound(s, id, side);
+                let open = json!({"type": "open", "mailbox": mailbox});
+                s.received(id, &open.to_string(), opened);
+            }
+            for (id, mood) in ids.into_iter().zip(moods) {
+                let close = json!({"type": "close", "mailbox": mailbox, "mood": mood});
+                s.received(id, &close.to_string(), closed);
+            }
+        };
     // a session both sides close happily, 30 s after it started
-    for (id, side) in [(1, "s1"), (2, "s2")] {
-        bound(&mut s, id, side);
-        s.received(id, r#"{"type": "open", "mailbox": "m1"}"#, 100.0);
-    }
-    for (id, mood) in [(1, "happy"), (2, "happy")] {
-        let close = json!({"type": "close", "mailbox": "m1", "mood": mood});
-        s.received(id, &close.to_string(), 130.0);
-    }
+    session(&mut s, [1, 2], "m1", 100.0, ["happy", "happy"], 130.0);
     // one where a side was scared (a wrong code), and one nobody closed: pruned
-    for (id, side) in [(3, "s1"), (4, "s2")] {
-        bound(&mut s, id, side);
-        s.received(id, r#"{"type": "open", "mailbox": "m2"}"#, 200.0);
-    }
-    for (id, mood) in [(3, "happy"), (4, "scary")] {
-        let close = json!({"type": "close", "mailbox": "m2", "mood": mood});
-        s.received(id, &close.to_string(), 201.0);
-    }
+    session(&mut s, [3, 4], "m2", 200.0, ["happy", "scary"], 201.0);
     bound(&mut s, 5, "s1");
     s.received(5, r#"{"type": "open", "mailbox": "m3"}"#, 300.0);
     s.disconnected(5);
