@@ -17,6 +17,7 @@
 //! | [`wormhole`] | the client-to-client protocol over a mailbox server: [`Wormhole`] |
 //! | [`dilation`] | Dilation: [`Dilated`] sessions of [`Subchannel`] streams over the tokio driver, and the sans-IO [`dilation::Endpoint`] that makes every protocol decision |
 //! | [`proxy`] | privacy mode: the mailbox and relay connections through a SOCKS5 proxy |
+//! | [`remember`] | remembered peers: pair once with a code, reconnect by name, the secret rotating |
 //! | [`forward`] | fowl's peer protocol and forwarding engine: [`forward::Engine`] |
 //! | [`server`] | the servers we host: a mailbox server and a transit relay |
 //! | [`interfaces`] | the programs: `fowld` (JSON lines), `fowl invite`/`accept`, `fowl server` |
@@ -87,5 +88,6 @@ pub mod interfaces;
 pub mod key;
 mod mailbox;
 pub mod proxy;
+pub mod remember;
 pub mod server;
 pub mod wormhole;

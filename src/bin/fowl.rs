@@ -1,8 +1,8 @@
 //! `fowl`: the human command line. `fowl invite` and `fowl accept` forward services between two
-//! machines; `fowl server` hosts a mailbox server and a transit relay.
+//! machines (`--remember NAME`, then `fowl connect NAME` without a code); `fowl server` hosts a mailbox server and a transit relay.
 
 use clap::{CommandFactory, Parser, Subcommand};
-use fowl::interfaces::cli::{self, AcceptArgs, InviteArgs};
+use fowl::interfaces::cli::{self, AcceptArgs, ConnectArgs, InviteArgs};
 use fowl::interfaces::server::{self, ServerArgs};
 
 #[derive(Parser)]
@@ -31,6 +31,15 @@ enum Command {
     Invite(InviteArgs),
     /// Join a peer's invitation with its code, and forward services with them.
     Accept(AcceptArgs),
+    /// Meet a remembered peer again without a code (both sides run it), and forward services.
+    Connect(ConnectArgs),
+    /// List the remembered peers.
+    Peers,
+    /// Forget a remembered peer (delete its secret).
+    Forget {
+        /// The peer's name.
+        name: String,
+    },
     /// Run a mailbox (rendezvous) server and a transit relay for wormhole clients, Python ones
     /// included.
     Server(ServerArgs),
@@ -72,6 +81,9 @@ async fn run() -> anyhow::Result<i32> {
         Command::Server(args) => server::run(args).await.map(|()| 0)?,
         Command::Invite(args) => cli::invite(args).await?,
         Command::Accept(args) => cli::accept(args).await?,
+        Command::Connect(args) => cli::connect(args).await?,
+        Command::Peers => cli::peers()?,
+        Command::Forget { name } => cli::forget(&name)?,
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "fowl", &mut script);

@@ -161,6 +161,16 @@ pub enum Status {
         /// Round trip to the mailbox server, in seconds.
         time_of_flight: f64,
     },
+    /// Remembering the peer made progress or ended (`protocol/remember.md`).
+    Remember(crate::remember::RememberReport),
+    /// Meeting the remembered peer `name` (after `connect`), at these generations of the
+    /// secret, newest first.
+    Rendezvous {
+        /// The local name of the peer.
+        name: String,
+        /// The generations waited at (two while a rotation is unconfirmed).
+        generations: Vec<u64>,
+    },
     /// The session ended with this mood.
     Closed {
         /// How the session ended.

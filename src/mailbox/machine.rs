@@ -366,6 +366,18 @@ impl MailboxClient {
         });
     }
 
+    /// Opens `mailbox` directly, without a nameplate (a rendezvous both peers derived from a
+    /// shared secret); ignored once a mailbox is known.
+    pub fn open(&mut self, mailbox: &str) {
+        if self.mailbox.is_some() || self.nameplate.is_some() {
+            return;
+        }
+        self.mailbox = Some(mailbox.into());
+        if self.is_connected() {
+            self.open_and_flush();
+        }
+    }
+
     /// Releases the nameplate (once), as soon as it is claimed.
     pub fn release(&mut self) {
         let Some(np) = self.nameplate.as_mut() else {

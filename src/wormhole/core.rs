@@ -44,6 +44,9 @@ pub enum WormholeEvent {
         verifier: Key,
         /// The Noise PSK of the Dilation layer (see [`key::dilation_key`]).
         dilation_key: Key,
+        /// The session key itself: derive keys of your own from it with [`key::derive_key`]
+        /// and a purpose no one else uses (Python's `derive_key`).
+        key: Key,
     },
     /// The peer's `version` phase.
     PeerVersions {
@@ -229,6 +232,24 @@ impl WormholeCore {
         Ok(())
     }
 
+    /// Meets the peer in `mailbox`, opened directly (no nameplate, no code), with `password`
+    /// for SPAKE2: a rendezvous both peers derived from a secret they share (remembered peers,
+    /// see `protocol/remember.md`). The password must carry full entropy: it is not a code.
+    pub fn set_rendezvous(
+        &mut self,
+        mailbox: &str,
+        password: &str,
+        now: Instant,
+    ) -> Result<(), WormholeError> {
+        if self.code.is_some() || self.pake.is_some() || self.key.is_some() {
+            return Err(WormholeError::Peer("a code is already set".into()));
+        }
+        self.mailbox.open(mailbox);
+        self.start_pake(now, password);
+        self.pump(now);
+        Ok(())
+    }
+
     /// Asks the server for its nameplates; the answer comes as [`WormholeEvent::Nameplates`].
     pub fn list_nameplates(&mut self) {
         self.mailbox.list();
@@ -290,9 +311,14 @@ impl WormholeCore {
 
     fn got_code(&mut self, now: Instant, code: Code) {
         self.mailbox.claim(code.nameplate());
-        let pake = Pake::start(code.as_str(), &self.config.appid);
-        self.mailbox.add("pake", pake.body().to_vec());
+        let password = code.as_str().to_owned();
         self.code = Some(code);
+        self.start_pake(now, &password);
+    }
+
+    fn start_pake(&mut self, now: Instant, password: &str) {
+        let pake = Pake::start(password, &self.config.appid);
+        self.mailbox.add("pake", pake.body().to_vec());
         self.pake = Some(pake);
         if let Some(body) = self.peer_pake.take() {
             self.finish_pake(now, &body);
@@ -395,6 +421,7 @@ impl WormholeCore {
             self.events.push_back(WormholeEvent::KeyConfirmed {
                 verifier: key::verifier(&key),
                 dilation_key: key::dilation_key(&key),
+                key,
             });
             for (phase, plaintext) in std::mem::take(&mut self.unconfirmed_out) {
                 self.add_encrypted(&phase, &plaintext);

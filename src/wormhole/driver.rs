@@ -17,6 +17,7 @@ use crate::mailbox::{self, Action, Frame, MailboxClient, MailboxSocket, Transpor
 enum Command {
     Allocate(usize),
     SetCode(String, oneshot::Sender<Result<(), WormholeError>>),
+    Rendezvous(String, String, oneshot::Sender<Result<(), WormholeError>>),
     Send(Vec<u8>),
     SendDilate(Vec<u8>),
     List,
@@ -34,6 +35,7 @@ pub struct Wormhole {
     outcome: Option<Result<Mood, WormholeError>>,
     task: JoinHandle<()>,
     dilation_key: Option<Key>,
+    key: Option<Key>,
     peer_can_dilate: Option<Vec<String>>,
 }
 
@@ -60,6 +62,7 @@ impl Wormhole {
             outcome: None,
             task,
             dilation_key: None,
+            key: None,
             peer_can_dilate: None,
         };
         wormhole
@@ -80,6 +83,22 @@ impl Wormhole {
             .send(Command::SetCode(code.into(), tx))
             .map_err(|_| WormholeError::SessionClosed)?;
         rx.await.map_err(|_| WormholeError::SessionClosed)?
+    }
+
+    /// Meets the peer in `mailbox` (opened directly, no nameplate) with the full-entropy
+    /// `password` instead of a code; see [`WormholeCore::set_rendezvous`].
+    pub async fn set_rendezvous(&self, mailbox: &str, password: &str) -> Result<(), WormholeError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Rendezvous(mailbox.into(), password.into(), tx))
+            .map_err(|_| WormholeError::SessionClosed)?;
+        rx.await.map_err(|_| WormholeError::SessionClosed)?
+    }
+
+    /// A key of its own for `purpose`, derived from the session key once it is confirmed (as
+    /// Python's `derive_key`); `None` before.
+    pub fn derive_key(&self, purpose: &[u8]) -> Option<Key> {
+        self.key.map(|k| crate::key::derive_key(&k, purpose))
     }
 
     /// Sends the next application message (encrypted, in order).
@@ -113,8 +132,11 @@ impl Wormhole {
     async fn recv_event(&mut self) -> Option<WormholeEvent> {
         let event = self.events.recv().await?;
         match &event {
-            WormholeEvent::KeyConfirmed { dilation_key, .. } => {
-                self.dilation_key = Some(*dilation_key)
+            WormholeEvent::KeyConfirmed {
+                dilation_key, key, ..
+            } => {
+                self.dilation_key = Some(*dilation_key);
+                self.key = Some(*key);
             }
             WormholeEvent::PeerVersions { can_dilate, .. } => {
                 self.peer_can_dilate = Some(can_dilate.clone())
@@ -324,6 +346,9 @@ async fn run(
                     }
                     Some(Command::Send(m)) => core.send_message(m),
                     Some(Command::SendDilate(m)) => core.send_dilate(m),
+                    Some(Command::Rendezvous(mailbox, password, reply)) => {
+                        let _ = reply.send(core.set_rendezvous(&mailbox, &password, now));
+                    }
                     Some(Command::List) => core.list_nameplates(),
                     Some(Command::Ping(n)) => core.ping(n),
                     Some(Command::Close) => core.close(now),

@@ -267,8 +267,9 @@ pub async fn pair(a: &mut Fowld, b: &mut Fowld) {
         b.expect("peer-connected").await,
     );
     assert_eq!(va["verifier"], vb["verifier"]);
-    assert_eq!(va["versions"], json!({"fowl": {"features": ["core-v1"]}}));
-    assert_eq!(vb["versions"], json!({"fowl": {"features": ["core-v1"]}}));
+    // (ours add {"fowl-rs": {"remember": 1}}: protocol/remember.md)
+    assert_eq!(va["versions"]["fowl"], json!({"features": ["core-v1"]}));
+    assert_eq!(vb["versions"]["fowl"], json!({"features": ["core-v1"]}));
 }
 
 /// An echo server on a free 127.0.0.1 port; returns the port.

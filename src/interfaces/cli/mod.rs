@@ -16,6 +16,7 @@ use super::fowld::io::Input;
 use super::fowld::{run_with, FowldOptions};
 use super::options::NetworkArgs;
 use crate::forward::EventQueue;
+use crate::remember::PeerStore;
 
 /// The services of a session, in the reference's specifier grammar.
 // the field docs are clap's help text, where the grammar's brackets are plain text
@@ -52,6 +53,10 @@ pub struct InviteArgs {
     /// Words in the code.
     #[arg(long, default_value_t = 2)]
     pub code_length: usize,
+    /// Remember the peer under this name if it asks too (`fowl accept CODE --remember NAME`):
+    /// later, `fowl connect NAME` on both sides meets again without a code.
+    #[arg(long, value_name = "NAME")]
+    pub remember: Option<String>,
     /// The services to forward.
     #[command(flatten)]
     pub services: Services,
@@ -65,10 +70,28 @@ pub struct InviteArgs {
 pub struct AcceptArgs {
     /// The code from the inviting peer (asked for when omitted on a terminal).
     pub code: Option<String>,
+    /// Remember the peer under this name if it asks too (`fowl invite --remember NAME`):
+    /// later, `fowl connect NAME` on both sides meets again without a code.
+    #[arg(long, value_name = "NAME")]
+    pub remember: Option<String>,
     /// The services to forward.
     #[command(flatten)]
     pub services: Services,
     /// Mailbox server, transit relay and listening options.
+    #[command(flatten)]
+    pub network: NetworkArgs,
+}
+
+/// The options of `fowl connect`.
+#[derive(Args, Debug, Clone)]
+pub struct ConnectArgs {
+    /// The remembered peer (see `fowl peers`); it runs `fowl connect` with our name too.
+    pub name: String,
+    /// The services to forward.
+    #[command(flatten)]
+    pub services: Services,
+    /// Listening options and the proxy; the mailbox server, app id and relay are the ones
+    /// remembered with the peer (`--no-relay` still turns the relay off).
     #[command(flatten)]
     pub network: NetworkArgs,
 }
@@ -80,6 +103,9 @@ pub fn python_habits(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStrin
     const OURS: &[&str] = &[
         "invite",
         "accept",
+        "connect",
+        "peers",
+        "forget",
         "server",
         "completions",
         "man",
@@ -123,6 +149,17 @@ fn service_commands(s: &Services) -> Result<Vec<Command>, String> {
     Ok(out)
 }
 
+/// The `remember` command for `--remember NAME`, refused early when the name is not usable or
+/// already taken.
+fn remember_command(name: Option<&str>) -> anyhow::Result<Option<Command>> {
+    let Some(name) = name else { return Ok(None) };
+    crate::remember::valid_name(name)?;
+    if PeerStore::open_default()?.contains(name) {
+        return Err(crate::remember::RememberError::Exists(name.into()).into());
+    }
+    Ok(Some(Command::Remember { name: name.into() }))
+}
+
 async fn session(
     network: &NetworkArgs,
     first: Command,
@@ -159,7 +196,8 @@ async fn session(
 
 /// `fowl invite`: allocates a code and forwards the given services.
 pub async fn invite(args: InviteArgs) -> anyhow::Result<i32> {
-    let services = service_commands(&args.services).map_err(anyhow::Error::msg)?;
+    let mut services = service_commands(&args.services).map_err(anyhow::Error::msg)?;
+    services.extend(remember_command(args.remember.as_deref())?);
     let first = Command::AllocateCode {
         length: args.code_length,
     };
@@ -168,7 +206,8 @@ pub async fn invite(args: InviteArgs) -> anyhow::Result<i32> {
 
 /// `fowl accept [CODE]`: joins the inviting peer and forwards the given services.
 pub async fn accept(args: AcceptArgs) -> anyhow::Result<i32> {
-    let services = service_commands(&args.services).map_err(anyhow::Error::msg)?;
+    let mut services = service_commands(&args.services).map_err(anyhow::Error::msg)?;
+    services.extend(remember_command(args.remember.as_deref())?);
     let code = match args.code {
         Some(c) => c,
         None if std::io::stdin().is_terminal() => {
@@ -178,6 +217,58 @@ pub async fn accept(args: AcceptArgs) -> anyhow::Result<i32> {
         None => anyhow::bail!("no code given (and stdin is not a terminal to ask for one)"),
     };
     session(&args.network, Command::SetCode { code }, services).await
+}
+
+/// `fowl connect NAME`: meets the remembered peer without a code and forwards the given
+/// services. A peer that is not remembered, or whose file is damaged, fails before anything
+/// starts.
+pub async fn connect(args: ConnectArgs) -> anyhow::Result<i32> {
+    let services = service_commands(&args.services).map_err(anyhow::Error::msg)?;
+    PeerStore::open_default()?.load(&args.name)?;
+    let first = Command::Connect { name: args.name };
+    session(&args.network, first, services).await
+}
+
+/// `fowl peers`: the remembered peers, one per line (name, created, last used, mailbox server;
+/// a file that cannot be used says why).
+pub fn peers() -> anyhow::Result<i32> {
+    let store = PeerStore::open_default()?;
+    let list = store.list()?;
+    if list.is_empty() {
+        println!("no remembered peers (in {})", store.dir().display());
+        return Ok(0);
+    }
+    println!(
+        "{:<20} {:<20} {:<20} MAILBOX",
+        "NAME", "CREATED", "LAST USED"
+    );
+    for (name, file) in list {
+        match file {
+            Ok(f) => {
+                let rotation = if f.pending() {
+                    " (rotation unconfirmed)"
+                } else {
+                    ""
+                };
+                println!(
+                    "{:<20} {:<20} {:<20} {}{rotation}",
+                    name,
+                    render::utc(f.created),
+                    f.last_used.map_or("never".into(), render::utc),
+                    f.mailbox_url,
+                );
+            }
+            Err(e) => println!("{name:<20} unusable: {}", render::clean(&e.to_string())),
+        }
+    }
+    Ok(0)
+}
+
+/// `fowl forget NAME`: deletes a remembered peer.
+pub fn forget(name: &str) -> anyhow::Result<i32> {
+    PeerStore::open_default()?.forget(name)?;
+    println!("forgot {name}");
+    Ok(0)
 }
 
 #[cfg(test)]

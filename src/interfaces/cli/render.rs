@@ -63,6 +63,48 @@ fn place(port: Option<u16>, path: Option<&str>) -> String {
     }
 }
 
+/// `seconds` since the Unix epoch as `YYYY-MM-DD HH:MM UTC` (the civil calendar from a day
+/// count, Howard Hinnant's method).
+pub fn utc(seconds: u64) -> String {
+    let days = (seconds / 86_400) as i64;
+    let (hour, minute) = ((seconds % 86_400) / 3600, (seconds % 3600) / 60);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
+}
+
+fn remember_line(report: &crate::remember::RememberReport) -> String {
+    use crate::remember::RememberReport as R;
+    match report {
+        R::PeerAsked => "the peer asks to remember this session: run with --remember NAME \
+                         (or send `remember`) to agree"
+            .into(),
+        R::PeerCannot { name } => {
+            format!("not remembering {name}: the peer cannot remember peers; nothing stored")
+        }
+        R::Stored { name, generation } => {
+            format!("stored secret {generation} for {name}; waiting for the peer to confirm")
+        }
+        R::Remembered {
+            name,
+            generation: 1,
+        } => {
+            format!("remembered as {name}: next time, `fowl connect {name}` on both sides")
+        }
+        R::Remembered { name, generation } => {
+            format!("{name}: secret rotated (generation {generation})")
+        }
+        R::NotRemembered { name, reason } => format!("{name} not remembered: {reason}"),
+    }
+}
+
 fn verifier_groups(v: &str) -> String {
     v.as_bytes()
         .chunks(4)
@@ -230,6 +272,16 @@ impl View {
                 (*attempt > 1).then(|| format!("still reconnecting (attempt {attempt})"))
             }
             Status::Pong { .. } => None,
+            Status::Remember(report) => Some(remember_line(report)),
+            Status::Rendezvous { name, generations } => {
+                self.code = Some(format!("peer {name}"));
+                self.peer = "waiting for the peer";
+                let at = match generations.len() {
+                    1 => String::new(),
+                    _ => " (at both secrets of an unconfirmed rotation)".into(),
+                };
+                Some(format!("meeting remembered peer {name} without a code{at}"))
+            }
             Status::Closed { mood } => {
                 self.peer = "closed";
                 Some(format!("closed: {}", mood.as_str()))
@@ -387,6 +439,13 @@ pub fn render(queue: EventQueue, live: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_dates_are_the_calendar_ones() {
+        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(utc(1_796_041_800), "2026-11-30 12:30 UTC");
+    }
 
     #[test]
     fn peer_strings_cannot_drive_the_terminal() {

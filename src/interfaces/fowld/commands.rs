@@ -23,6 +23,18 @@ pub enum Command {
         /// The whole code, e.g. `4-purple-sausages`.
         code: String,
     },
+    /// `remember` (ours): remember the peer under this local name, if it asks too
+    /// (`protocol/remember.md`).
+    Remember {
+        /// The local name of the peer.
+        name: String,
+    },
+    /// `connect` (ours): meet the remembered peer of this name, without a code, instead of
+    /// `allocate-code`/`set-code`.
+    Connect {
+        /// The local name of the peer.
+        name: String,
+    },
     /// `local`: the peer may ask us to listen for this service.
     Local(LocalSpec),
     /// `remote`: ask the peer to listen for our service.
@@ -81,6 +93,13 @@ fn name(obj: &Map<String, Value>) -> Result<String, String> {
     Ok(name)
 }
 
+/// A remembered peer's name (checked by [`crate::remember::valid_name`]).
+fn peer_name(obj: &Map<String, Value>) -> Result<String, String> {
+    let name = text(obj, "name")?.ok_or("\"name\" is missing")?;
+    crate::remember::valid_name(&name).map_err(|e| e.to_string())?;
+    Ok(name)
+}
+
 /// A controller line that is not a command we accept: the text of fowld's `error` line (the
 /// reference's wording where it has one).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -116,6 +135,12 @@ fn parse_value(line: &str) -> Result<Command, String> {
         }
         "set-code" => Command::SetCode {
             code: text(&obj, "code")?.ok_or("\"code\" is missing")?,
+        },
+        "remember" => Command::Remember {
+            name: peer_name(&obj)?,
+        },
+        "connect" => Command::Connect {
+            name: peer_name(&obj)?,
         },
         "local" => {
             let spec = LocalSpec {
@@ -230,6 +255,19 @@ mod tests {
             parse(r#"{"kind": "session-close", "timeout": 5}"#),
             Ok(Command::SessionClose { timeout: 5.0 })
         );
+        assert_eq!(
+            parse(r#"{"kind": "remember", "name": "alice"}"#),
+            Ok(Command::Remember {
+                name: "alice".into()
+            })
+        );
+        assert_eq!(
+            parse(r#"{"kind": "connect", "name": "alice"}"#),
+            Ok(Command::Connect {
+                name: "alice".into()
+            })
+        );
+        assert!(parse(r#"{"kind": "connect", "name": "../etc/passwd"}"#).is_err());
         assert_eq!(
             parse(r#"{"kind": "ping", "ping_id": 1}"#),
             Ok(Command::Ping { ping_id: 1.into() })

@@ -4,6 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::forward::{Event, Status};
+use crate::remember::RememberReport;
 
 /// One output object with `kind` appended last.
 pub fn line(kind: &str, fields: Value) -> Value {
@@ -120,8 +121,30 @@ fn status(s: &Status) -> Value {
             "pong",
             json!({"ping_id": ping_id, "time_of_flight": time_of_flight}),
         ),
+        Status::Remember(report) => remember(report),
+        Status::Rendezvous { name, generations } => line(
+            "rendezvous",
+            json!({"name": name, "generations": generations}),
+        ),
         Status::Closed { mood } => closed(mood.as_str()),
     }
+}
+
+fn remember(report: &RememberReport) -> Value {
+    let fields = match report {
+        RememberReport::PeerAsked => json!({"state": "peer-asked"}),
+        RememberReport::PeerCannot { name } => json!({"state": "peer-cannot", "name": name}),
+        RememberReport::Stored { name, generation } => {
+            json!({"state": "stored", "name": name, "generation": generation})
+        }
+        RememberReport::Remembered { name, generation } => {
+            json!({"state": "remembered", "name": name, "generation": generation})
+        }
+        RememberReport::NotRemembered { name, reason } => {
+            json!({"state": "not-remembered", "name": name, "reason": reason})
+        }
+    };
+    line("remember", fields)
 }
 
 /// An `error` line with `message`.

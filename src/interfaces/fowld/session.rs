@@ -13,6 +13,9 @@ use crate::dilation::{Dilated, DilationEvent, RelayLocation};
 use crate::forward::Engine;
 use crate::forward::{app_versions, dilation_config};
 use crate::forward::{Event, EventQueue, Status};
+use crate::remember::{
+    self, Generation, Meeting, PeerFile, PeerStore, RememberAction, RememberMessage, Remembering,
+};
 use crate::wormhole::{Mood, Wormhole, WormholeConfig, WormholeError, WormholeEvent};
 
 /// Exit status after `closed` was reported.
@@ -65,11 +68,19 @@ pub async fn run_with(
     out: EventQueue,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> i32 {
+    let meeting = Meeting {
+        mailbox_url: opts.mailbox_url.clone(),
+        appid: opts.appid.clone(),
+        relay: opts.relay.as_ref().map(|r| r.to_string()),
+    };
     let session = Session {
         out,
         pings: HashMap::new(),
         next_ping: 1,
         opts,
+        remembering: Remembering::pairing(meeting),
+        store: None,
+        peer_name: None,
     };
     session.run(input, shutdown).await
 }
@@ -80,6 +91,12 @@ struct Session {
     /// Mailbox ping number -> (the controller's ping_id, when sent).
     pings: HashMap<i64, (Value, Instant)>,
     next_ping: i64,
+    /// Remembering the peer: asked for, or rotating after a reconnection by name.
+    remembering: Remembering,
+    /// The remembered peers' folder, once needed.
+    store: Option<PeerStore>,
+    /// The remembered peer this session meets (after `connect`).
+    peer_name: Option<String>,
 }
 
 /// How the first phase ended.
@@ -90,7 +107,27 @@ enum Keyed {
         versions: Value,
         pending: Vec<Command>,
     },
+    /// `connect`: meet this remembered peer instead (its file loaded).
+    Connect {
+        file: Box<PeerFile>,
+        wormhole: Box<Wormhole>,
+        pending: Vec<Command>,
+    },
     Exit(i32),
+}
+
+/// A mailbox where a remembered peer may be met (`connect`).
+struct Candidate {
+    w: Wormhole,
+    generation: Generation,
+    verifier: Option<crate::key::Key>,
+    versions: Option<Value>,
+}
+
+impl Candidate {
+    fn met(&self) -> bool {
+        self.verifier.is_some() && self.versions.is_some()
+    }
 }
 
 fn is_closing(message: &[u8]) -> bool {
@@ -112,6 +149,15 @@ impl Session {
     fn report_closed(&self, result: Result<Mood, WormholeError>) -> i32 {
         match result {
             Ok(mood) => self.emit(Status::Closed { mood }),
+            Err(WormholeError::WrongCode) if self.peer_name.is_some() => {
+                let name = self.peer_name.as_deref().unwrap_or_default();
+                self.error(format!(
+                    "key confirmation with the remembered peer {name} failed: its secret differs \
+                     from ours (a stale or edited file on one side, or someone else at the \
+                     rendezvous); `fowl forget {name}` and pair again with a code"
+                ));
+                self.emit(Status::Closed { mood: Mood::Scary });
+            }
             Err(WormholeError::WrongCode) => {
                 self.error(
                     "wrong code: key confirmation failed (a typo in the code, or someone guessing it)",
@@ -151,6 +197,7 @@ impl Session {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut config = WormholeConfig::new(&self.opts.appid, &self.opts.mailbox_url);
         config.app_versions = app_versions();
+        remember::advertise(&mut config.app_versions, false);
         config.dilation = true;
         config.extra_root_certificates = self.opts.extra_root_certificates.clone();
         config.proxy = self.opts.proxy.clone();
@@ -158,16 +205,35 @@ impl Session {
             Ok(w) => w,
             Err(e) => return self.report_closed(Err(e)),
         };
-        let (wormhole, verifier, versions, pending) =
-            match self.until_keyed(wormhole, &mut input, &mut shutdown).await {
-                Keyed::Ready {
-                    wormhole,
-                    verifier,
-                    versions,
-                    pending,
-                } => (wormhole, verifier, versions, pending),
-                Keyed::Exit(code) => return code,
-            };
+        let mut keyed = self.until_keyed(wormhole, &mut input, &mut shutdown).await;
+        if let Keyed::Connect {
+            file,
+            wormhole,
+            pending,
+        } = keyed
+        {
+            // the first connection named no mailbox: closing it is immediate
+            let _ = tokio::time::timeout(LONELY_CLOSE, wormhole.close()).await;
+            keyed = self
+                .rendezvous(*file, pending, &mut input, &mut shutdown)
+                .await;
+        }
+        let (wormhole, verifier, versions, pending) = match keyed {
+            Keyed::Ready {
+                wormhole,
+                verifier,
+                versions,
+                pending,
+            } => (wormhole, verifier, versions, pending),
+            Keyed::Connect { .. } => unreachable!("replaced above"),
+            Keyed::Exit(code) => return code,
+        };
+        if let Some(key) = wormhole.derive_key(remember::SECRET_PURPOSE) {
+            let next = remember::Secret::from_bytes(key);
+            self.remembering
+                .handle_keyed(next, &versions, remember::unix_now());
+            self.drive_remembering(|m| wormhole.send_message(m));
+        }
         let mut config = dilation_config(self.opts.relay.clone(), self.opts.no_listen);
         config.liveness_interval = self.opts.liveness;
         config.proxy = self.opts.proxy.clone();
@@ -249,6 +315,20 @@ impl Session {
                             }
                             Err(e) => self.error(e.to_string()),
                         },
+                        Ok(Command::Connect { .. }) if code_given => {
+                            self.error("a code was already allocated or set for this session")
+                        }
+                        Ok(Command::Connect { name }) => match self.load_peer(&name) {
+                            Ok(file) => {
+                                return Keyed::Connect {
+                                    file: Box::new(file),
+                                    wormhole: Box::new(w),
+                                    pending,
+                                }
+                            }
+                            Err(e) => self.error(e.to_string()),
+                        },
+                        Ok(Command::Remember { name }) => self.remember(&name),
                         Ok(Command::SessionClose { .. }) => {
                             return Keyed::Exit(self.close_lonely(w).await)
                         }
@@ -261,6 +341,201 @@ impl Session {
                 }
                 _ = &mut *shutdown => return Keyed::Exit(self.close_lonely(w).await),
             }
+        }
+    }
+
+    /// The remembered peers' folder (opened once).
+    fn store(&mut self) -> Result<&PeerStore, remember::RememberError> {
+        if self.store.is_none() {
+            self.store = Some(PeerStore::open_default()?);
+        }
+        Ok(self.store.as_ref().expect("set above"))
+    }
+
+    fn load_peer(&mut self, name: &str) -> Result<PeerFile, remember::RememberError> {
+        self.store()?.load(name)
+    }
+
+    /// `remember NAME`: asks to remember the peer (refused when the name is taken, or when this
+    /// session met a remembered peer already).
+    fn remember(&mut self, name: &str) {
+        if self.peer_name.is_some() {
+            return self.error("this session met a remembered peer: it is remembered already");
+        }
+        if let Some(asked) = self.remembering.name() {
+            return self.error(format!("already asked to remember the peer as {asked:?}"));
+        }
+        let taken = match self.store() {
+            Ok(store) => store.contains(name),
+            Err(e) => return self.error(e.to_string()),
+        };
+        if taken {
+            return self.error(remember::RememberError::Exists(name.into()).to_string());
+        }
+        self.remembering.handle_request(name, remember::unix_now());
+    }
+
+    /// Carries out what the agreement asks: saves files, sends messages with `send`, reports.
+    fn drive_remembering(&mut self, send: impl Fn(Vec<u8>)) {
+        while let Some(action) = self.remembering.poll_action() {
+            match action {
+                RememberAction::Save(file) => {
+                    if let Err(e) = self.store().and_then(|s| s.save(&file)) {
+                        self.error(format!("could not store the remembered peer: {e}"));
+                        self.remembering.handle_save_failed();
+                    }
+                }
+                RememberAction::Send(message) => send(message.to_bytes()),
+                RememberAction::Report(report) => self.emit(Status::Remember(report)),
+            }
+        }
+    }
+
+    /// `connect NAME`: meets the remembered peer at the rendezvous of each generation its file
+    /// holds (two while a rotation is unconfirmed), and keeps the first that meets it: the newest,
+    /// unless the peer there says it waits at the newer one too (then that one is awaited).
+    async fn rendezvous(
+        &mut self,
+        file: PeerFile,
+        mut pending: Vec<Command>,
+        input: &mut mpsc::Receiver<Input>,
+        shutdown: &mut (impl std::future::Future<Output = ()> + Unpin),
+    ) -> Keyed {
+        self.peer_name = Some(file.name.clone());
+        self.opts.mailbox_url = file.mailbox_url.clone();
+        self.opts.appid = file.appid.clone();
+        if let (Some(_), Some(relay)) = (&self.opts.relay, &file.relay) {
+            match relay.parse() {
+                Ok(relay) => self.opts.relay = Some(relay),
+                Err(e) => self.error(format!("the remembered relay is not usable: {e}")),
+            }
+        }
+        let mut config = WormholeConfig::new(&file.appid, &file.mailbox_url);
+        config.app_versions = app_versions();
+        remember::advertise(&mut config.app_versions, file.pending());
+        config.extra_root_certificates = self.opts.extra_root_certificates.clone();
+        config.proxy = self.opts.proxy.clone();
+        let mut candidates: Vec<Candidate> = Vec::new();
+        for generation in file.meeting_points() {
+            let meet = generation.secret.rendezvous();
+            let started = match Wormhole::connect(config.clone()).await {
+                Ok(w) => w
+                    .set_rendezvous(&meet.mailbox, &meet.password)
+                    .await
+                    .map(|()| w),
+                Err(e) => Err(e),
+            };
+            match started {
+                Ok(w) => candidates.push(Candidate {
+                    w,
+                    generation,
+                    verifier: None,
+                    versions: None,
+                }),
+                Err(e) => return Keyed::Exit(self.report_closed(Err(e))),
+            }
+        }
+        self.emit(Status::Rendezvous {
+            name: file.name.clone(),
+            generations: candidates.iter().map(|c| c.generation.number).collect(),
+        });
+        let mut welcomed = false;
+        loop {
+            // a candidate that met the peer: kept, or left for the newer one
+            while let Some(i) = candidates.iter().position(Candidate::met) {
+                let c = candidates.remove(i);
+                let versions = c.versions.clone().unwrap_or_default();
+                if i > 0 && remember::peer_pending(&versions) {
+                    tracing::info!(
+                        "the peer waits at generation {} too: meeting there",
+                        candidates[0].generation.number
+                    );
+                    drop(c); // closed politely in the background
+                    continue;
+                }
+                drop(candidates); // the others: closed in the background
+                self.remembering = Remembering::reconnect(file, c.generation);
+                return Keyed::Ready {
+                    verifier: hex::encode(c.verifier.unwrap_or_default()),
+                    versions,
+                    wormhole: Box::new(c.w),
+                    pending,
+                };
+            }
+            let (first, rest) = candidates.split_at_mut(1);
+            tokio::select! {
+                event = first[0].w.next_event() => {
+                    if let Some(code) = self.candidate_event(&mut first[0], event, &mut welcomed) {
+                        return Keyed::Exit(code);
+                    }
+                }
+                event = async { rest[0].w.next_event().await }, if !rest.is_empty() => {
+                    if let Some(code) = self.candidate_event(&mut rest[0], event, &mut welcomed) {
+                        return Keyed::Exit(code);
+                    }
+                }
+                got = input.recv() => {
+                    let Some(cmd) = Input::into_command(got) else {
+                        return Keyed::Exit(self.close_candidates(candidates).await);
+                    };
+                    match cmd {
+                        Err(e) => self.error(e.to_string()),
+                        Ok(Command::SessionClose { .. }) => {
+                            return Keyed::Exit(self.close_candidates(candidates).await)
+                        }
+                        Ok(Command::Ping { ping_id }) => {
+                            let n = self.ping(ping_id);
+                            first[0].w.ping(n);
+                        }
+                        Ok(cmd @ (Command::Local(_) | Command::Remote(_))) => pending.push(cmd),
+                        Ok(Command::Remember { .. }) => {
+                            self.error("this session meets a remembered peer: it is remembered already")
+                        }
+                        Ok(_) => self.error("a code was already allocated or set for this session"),
+                    }
+                }
+                _ = &mut *shutdown => return Keyed::Exit(self.close_candidates(candidates).await),
+            }
+        }
+    }
+
+    /// One event of a rendezvous candidate; `Some(exit status)` when the session is over.
+    fn candidate_event(
+        &mut self,
+        c: &mut Candidate,
+        event: Option<WormholeEvent>,
+        welcomed: &mut bool,
+    ) -> Option<i32> {
+        match event {
+            Some(WormholeEvent::Welcome { welcome, .. }) if !*welcomed => {
+                *welcomed = true;
+                self.emit(Status::Welcome {
+                    url: self.opts.mailbox_url.clone(),
+                    welcome,
+                    proxy: self.opts.proxy.as_ref().map(|p| p.to_string()),
+                });
+            }
+            Some(WormholeEvent::KeyConfirmed { verifier, .. }) => c.verifier = Some(verifier),
+            Some(WormholeEvent::PeerVersions { app_versions, .. }) => {
+                c.versions = Some(app_versions)
+            }
+            Some(WormholeEvent::Pong(n)) => self.pong(n),
+            // one failing ends the whole: a wrong secret is not retried at the other mailbox
+            Some(WormholeEvent::Closed(result)) => return Some(self.report_closed(result)),
+            None => return Some(self.report_closed(Err(WormholeError::SessionClosed))),
+            Some(_) => {}
+        }
+        None
+    }
+
+    async fn close_candidates(&self, candidates: Vec<Candidate>) -> i32 {
+        let closes = candidates.into_iter().map(|c| c.w.close());
+        let all = futures_util::future::join_all(closes);
+        match tokio::time::timeout(LONELY_CLOSE, all).await {
+            Ok(results) => {
+                self.report_closed(results.into_iter().next().unwrap_or(Ok(Mood::Lonely)))
+            }
+            Err(_) => self.report_closed(Ok(Mood::Lonely)),
         }
     }
 
@@ -279,8 +554,12 @@ impl Session {
                 let n = self.ping(ping_id);
                 d.handle().ping(n);
             }
-            Command::AllocateCode { .. } | Command::SetCode { .. } => {
+            Command::AllocateCode { .. } | Command::SetCode { .. } | Command::Connect { .. } => {
                 self.error("a code was already allocated or set for this session")
+            }
+            Command::Remember { name } => {
+                self.remember(&name);
+                self.drive_remembering(|m| d.send_message(m));
             }
             Command::SessionClose { .. } => unreachable!("handled by the caller"),
         }
@@ -326,8 +605,16 @@ impl Session {
                     Some(DilationEvent::Wormhole(WormholeEvent::Message(m))) if is_closing(&m) => {
                         return self.close(d, &engine, DEFAULT_CLOSE_TIMEOUT, true).await
                     }
+                    Some(DilationEvent::Wormhole(WormholeEvent::Message(m))) => {
+                        if let Some(message) = RememberMessage::parse(&m) {
+                            self.remembering.handle_message(message, remember::unix_now());
+                            self.drive_remembering(|m| d.send_message(m));
+                        }
+                    }
                     Some(DilationEvent::Wormhole(WormholeEvent::Pong(n))) => self.pong(n),
                     Some(DilationEvent::Wormhole(WormholeEvent::Closed(result))) => {
+                        self.remembering.handle_close();
+                        self.drive_remembering(|_| {});
                         return self.report_closed(result)
                     }
                     Some(_) => {}
@@ -355,7 +642,15 @@ impl Session {
     /// The graceful close: stop our listeners, send `closing`, wait briefly for the peer's (unless
     /// it came first), close the wormhole. The whole is bounded by `timeout`; when that expires
     /// nothing is reported and the exit status is [`EXIT_CLOSE_TIMEOUT`].
-    async fn close(&self, mut d: Dilated, engine: &Engine, timeout: f64, peer_first: bool) -> i32 {
+    async fn close(
+        &mut self,
+        mut d: Dilated,
+        engine: &Engine,
+        timeout: f64,
+        peer_first: bool,
+    ) -> i32 {
+        self.remembering.handle_close();
+        self.drive_remembering(|_| {});
         engine.stop_listeners();
         d.send_message(json!({"closing": 0}).to_string().into_bytes());
         let all = async {
