@@ -355,3 +355,151 @@ async fn forgotten_edited_and_open_files_fail_cleanly_and_peers_lists_them() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("already remembered"), "{}", text(&out));
 }
+
+/// `fowl` with plain output (not a terminal), its lines read as they come.
+struct Cli {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    seen: Vec<String>,
+}
+
+impl Cli {
+    fn spawn(person: &Person, args: &[String]) -> Cli {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_fowl"))
+            .args(args)
+            .env("XDG_CONFIG_HOME", person.home.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        Cli {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first line starting with `prefix`.
+    async fn line(&mut self, prefix: &str) -> String {
+        if let Some(l) = self.seen.iter().find(|l| l.starts_with(prefix)) {
+            return l.clone();
+        }
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(30), self.lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("no {prefix:?}; seen {:?}", self.seen))
+                .unwrap()
+                .unwrap_or_else(|| panic!("fowl exited before {prefix:?}; seen {:?}", self.seen));
+            self.seen.push(line.clone());
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
+    }
+
+    /// Ctrl-C, then the exit status.
+    async fn interrupt(mut self) -> Option<i32> {
+        let pid = self.child.id().unwrap().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status();
+        tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("fowl exits")
+            .unwrap()
+            .code()
+    }
+}
+
+/// The README's everyday commands: `fowl invite/accept --remember`, then `fowl connect` on both
+/// sides (twice), a stream through each session, `fowl peers` showing the last use.
+#[tokio::test]
+async fn the_readme_flow_invite_accept_remember_then_connect_by_name() {
+    common::require_loopback_only();
+    let server = our_mailbox().await;
+    let url = server.url();
+    let (alice, bob) = (Person::new(), Person::new());
+    tokio::time::timeout(LIMIT, async {
+        let echo = echo_server().await;
+        let net = |mut v: Vec<String>| {
+            v.extend(["--mailbox".into(), url.clone(), "--no-relay".into()]);
+            v
+        };
+        let s = |x: &str| x.to_string();
+        let mut a = Cli::spawn(
+            &alice,
+            &net(vec![
+                s("invite"),
+                s("-R"),
+                format!("echo:{echo}"),
+                s("--remember"),
+                s("bob"),
+            ]),
+        );
+        let code = a.line("code: ").await["code: ".len()..].to_string();
+        let mut b = Cli::spawn(
+            &bob,
+            &net(vec![
+                s("accept"),
+                code,
+                s("-L"),
+                s("echo"),
+                s("--remember"),
+                s("alice"),
+            ]),
+        );
+        assert!(a
+            .line("remembered as bob")
+            .await
+            .contains("fowl connect bob"));
+        b.line("remembered as alice").await;
+        assert_eq!(a.interrupt().await, Some(0));
+        assert_eq!(b.interrupt().await, Some(0));
+
+        for round in 2..=3 {
+            let mut a = Cli::spawn(
+                &alice,
+                &net(vec![
+                    s("connect"),
+                    s("bob"),
+                    s("-R"),
+                    format!("echo:{echo}"),
+                ]),
+            );
+            a.line("meeting remembered peer bob").await;
+            let mut b = Cli::spawn(
+                &bob,
+                &net(vec![s("connect"), s("alice"), s("-L"), s("echo")]),
+            );
+            let (va, vb) = (
+                a.line("peer connected; verifier: ").await,
+                b.line("peer connected; verifier: ").await,
+            );
+            assert_eq!(va, vb);
+            let listening = b.line("echo: listening on port ").await;
+            let port: u16 = listening["echo: listening on port ".len()..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let data = pattern(64 << 10, round);
+            assert_eq!(sha(&through(port, &data).await), sha(&data));
+            let rotated = format!("secret rotated (generation {round})");
+            assert!(a.line("bob: secret rotated").await.contains(&rotated));
+            b.line("alice: secret rotated").await;
+            assert_eq!(a.interrupt().await, Some(0));
+            assert_eq!(b.interrupt().await, Some(0));
+        }
+        let listed = text(&alice.fowl(&["peers"]));
+        assert!(
+            listed.contains("bob") && !listed.contains("never"),
+            "{listed}"
+        );
+    })
+    .await
+    .expect("in time");
+}
