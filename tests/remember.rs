@@ -244,6 +244,18 @@ async fn a_side_that_lost_the_last_rotation_still_meets_its_peer() {
         assert_eq!(reconnect(&url, &alice, &bob, true).await, 4);
         assert_eq!(alice.file("bob").current, bob.file("alice").current);
         assert_ne!(alice.file("bob").current, Some(made_up));
+
+        // both stored the next one and neither heard the other: both wait at both, see at the
+        // older mailbox that the peer waits at the newer too, and meet there once
+        let g4 = alice.file("bob").current.unwrap();
+        let g5 = Generation {
+            number: 5,
+            secret: fowl::remember::Secret::from_bytes([0x55; 32]),
+        };
+        unconfirmed(&alice, "bob", g4, g5);
+        unconfirmed(&bob, "alice", g4, g5);
+        assert_eq!(reconnect(&url, &alice, &bob, true).await, 6);
+        assert_eq!(alice.file("bob").current, bob.file("alice").current);
     })
     .await
     .expect("in time");

@@ -289,6 +289,13 @@ pub fn peer_pending(app_versions: &Value) -> bool {
     app_versions[VERSIONS_KEY]["pending"].as_bool() == Some(true)
 }
 
+/// Whether to keep a rendezvous that met the peer, waiting at [`PeerFile::meeting_points`]
+/// (index 0 the newest): the newest always; an older one unless the peer there says it waits at
+/// the newer one too ([`peer_pending`]), in which case both leave it and meet at the newer.
+pub fn keep_meeting(index: usize, peer_versions: &Value) -> bool {
+    index == 0 || !peer_pending(peer_versions)
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()

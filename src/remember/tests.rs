@@ -267,6 +267,10 @@ fn messages_and_versions_round_trip() {
     assert_eq!(RememberMessage::parse(b"not json"), None);
     assert!(peer_can_remember(&versions(false)) && !peer_pending(&versions(false)));
     assert!(peer_pending(&versions(true)));
+    // the newest meeting point is kept; an older one only if the peer does not wait at both
+    assert!(keep_meeting(0, &versions(true)) && keep_meeting(0, &versions(false)));
+    assert!(keep_meeting(1, &versions(false)));
+    assert!(!keep_meeting(1, &versions(true)));
     assert!(!peer_can_remember(
         &json!({"fowl": {"features": ["core-v1"]}})
     ));

@@ -445,7 +445,7 @@ impl Session {
             while let Some(i) = candidates.iter().position(Candidate::met) {
                 let c = candidates.remove(i);
                 let versions = c.versions.clone().unwrap_or_default();
-                if i > 0 && remember::peer_pending(&versions) {
+                if !remember::keep_meeting(i, &versions) {
                     tracing::info!(
                         "the peer waits at generation {} too: meeting there",
                         candidates[0].generation.number
