@@ -95,6 +95,7 @@ pub(super) fn dial(
     conn: ConnId,
     host: String,
     port: u16,
+    relay: bool,
     proxy: Option<Socks5Proxy>,
     reports: Reports,
 ) -> ConnHandle {
@@ -110,7 +111,7 @@ pub(super) fn dial(
                 let peer = stream.peer_addr().unwrap_or(unknown);
                 let local = stream.local_addr().unwrap_or(unknown);
                 let _ = reports.other.send(NetEvent::Open { conn, peer, local });
-                run_conn(conn, stream, rx, reports).await;
+                run_conn(conn, stream, relay, rx, reports).await;
             }
             Err(e) => {
                 let _ = reports.other.send(NetEvent::Closed {
@@ -131,13 +132,29 @@ pub(super) fn accepted(
     reports: Reports,
 ) -> ConnHandle {
     let (commands, rx) = mpsc::unbounded_channel();
-    let task = tasks.spawn(run_conn(conn, stream, rx, reports));
+    let task = tasks.spawn(run_conn(conn, stream, false, rx, reports));
     ConnHandle { commands, task }
+}
+
+/// Reads smaller than this on a relay connection are acknowledged at once (see [`ack_now`]).
+const QUICK_ACK_BELOW: usize = 16 << 10;
+
+/// Acknowledges at once what was just read, on a connection through a relay: a relay that
+/// does not set TCP_NODELAY (Python's) holds a small segment until the one before it is
+/// acknowledged, and a delayed ACK (up to 40 ms) would stall a request that left us as two small
+/// writes (an OPEN, then its first DATA). Linux clears the flag again as it sees fit: it is set
+/// after every small read. Large reads (a bulk transfer) keep the usual delayed ACKs, which
+/// let the relay send fewer, fuller segments.
+fn ack_now(stream: &TcpStream, relay: bool, read: usize) {
+    if relay && read < QUICK_ACK_BELOW {
+        let _ = socket2::SockRef::from(stream).set_tcp_quickack(true);
+    }
 }
 
 async fn run_conn(
     conn: ConnId,
     mut stream: TcpStream,
+    relay: bool,
     mut commands: mpsc::UnboundedReceiver<ConnCommand>,
     reports: Reports,
 ) {
@@ -160,13 +177,14 @@ async fn run_conn(
                 }
                 Some(ConnCommand::Read) => want_read = true,
                 Some(ConnCommand::Link { send, recv, batches }) => {
-                    return run_link(conn, stream, send, recv, batches, reports).await;
+                    return run_link(conn, stream, relay, send, recv, batches, reports).await;
                 }
                 None => return,
             },
             read = stream.read(&mut buf), if want_read => match read {
                 Ok(0) => return closed("connection closed by the peer".into()),
                 Ok(n) => {
+                    ack_now(&stream, relay, n);
                     want_read = false;
                     let _ = reports.other.send(NetEvent::Data { conn, data: buf[..n].to_vec() });
                 }
@@ -179,13 +197,14 @@ async fn run_conn(
 async fn run_link(
     conn: ConnId,
     stream: TcpStream,
+    relay: bool,
     send: SendHalf,
     recv: RecvHalf,
     batches: mpsc::Receiver<Vec<Arc<Record>>>,
     reports: Reports,
 ) {
     let (read, write) = stream.into_split();
-    let reader = read_loop(conn, read, recv, reports.clone());
+    let reader = read_loop(conn, read, relay, recv, reports.clone());
     let writer = write_loop(conn, write, send, batches, reports);
     // either ending ends the link (a failed writer was reported; a finished reader too)
     tokio::select! {
@@ -197,6 +216,7 @@ async fn run_link(
 async fn read_loop(
     conn: ConnId,
     mut read: tokio::net::tcp::OwnedReadHalf,
+    relay: bool,
     mut recv: RecvHalf,
     reports: Reports,
 ) {
@@ -224,7 +244,7 @@ async fn read_loop(
             .await
         {
             Ok(0) => break "connection closed by the peer".to_string(),
-            Ok(_) => {}
+            Ok(n) => ack_now(read.as_ref(), relay, n),
             Err(e) => break e.to_string(),
         };
     };

@@ -220,11 +220,16 @@ impl Task {
                 }
             }
             Action::Dial {
-                conn, host, port, ..
+                conn,
+                host,
+                port,
+                path,
+                ..
             } => {
                 let proxy = self.proxy.clone();
                 let reports = self.reports.clone();
-                let handle = net::dial(&mut self.tasks, conn, host, port, proxy, reports);
+                let relay = path == crate::dilation::PathKind::Relay;
+                let handle = net::dial(&mut self.tasks, conn, host, port, relay, proxy, reports);
                 self.conns.insert(conn, handle);
             }
             Action::Transmit { conn, bytes } => {
