@@ -1,7 +1,14 @@
 //! fowld benchmark: two daemons of one implementation (ours, then Python fowld 26.8 from
-//! `$FOWL_VENV`) forward local TCP services to each other on loopback; measured side by side.
+//! `$FOWL_VENV`) forward local TCP services to each other on loopback; measured side by side
+//! with raw loopback and with the *floor*: the least two daemons must do, a pair of minimal
+//! blocking proxies (this program re-run as `--floor seal|open`), one thread per direction, one
+//! sealing the stream into Dilation-framed records (4-byte length, a 9-byte DATA header and up to
+//! 65510 bytes, ChaCha20-Poly1305 with ring as our Noise cipher) and one opening them.
 //!
-//!     scripts/bench.sh bench_fowld [--only rust|python]
+//!     scripts/bench.sh bench_fowld [--only rust|python|floor]
+//!
+//! CPU per GB is the two processes' user+system time (from /proc) during the bulk transfer,
+//! divided by the gigabytes moved; ratios are to the floor measured in the same run.
 //!
 //! Figures: setup (from starting both daemons to the first byte echoed through a forward),
 //! one-stream bulk throughput, 64-byte ping-pong round trips, 100 concurrent streams of
@@ -70,6 +77,22 @@ impl Daemon {
     }
 }
 
+/// User plus system CPU time of process `pid` so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // the fields after the command name, which is in parentheses
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = f.get(11)?.parse().ok()?;
+            let stime: f64 = f.get(12)?.parse().ok()?;
+            Some((utime + stime) / ticks)
+        })
+        .unwrap_or(f64::NAN)
+}
+
 fn peak_rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -120,12 +143,14 @@ async fn sink_server() -> anyhow::Result<(u16, tokio::sync::mpsc::UnboundedRecei
 }
 
 struct Figures {
+    /// CPU-seconds per GB of the bulk transfer: (sending daemon, receiving daemon).
+    cpu_per_gb: Option<(f64, f64)>,
     setup_ms: f64,
     bulk_mb_s: f64,
     rtt_median_us: f64,
     rtt_p99_us: f64,
     concurrent: String,
-    rss: (f64, f64),
+    rss: Option<(f64, f64)>,
 }
 
 async fn run(
@@ -186,8 +211,26 @@ async fn run(
     let setup_ms = spawned.elapsed().as_secs_f64() * 1e3;
     drop(s);
 
-    // bulk, one stream
+    let pids = Some((pa, pb));
+    measure(which, &ports, pids, &mut sunk, setup_ms, bulk_mib, rounds).await
+}
+
+/// Bulk, ping-pong and concurrent streams through `ports` (bulk into the sink, echo, echo);
+/// CPU per GB measured on `pids` (the process the bulk enters, the one it leaves) if given.
+async fn measure(
+    which: &str,
+    ports: &[u16],
+    pids: Option<(u32, u32)>,
+    sunk: &mut tokio::sync::mpsc::UnboundedReceiver<usize>,
+    setup_ms: f64,
+    bulk_mib: usize,
+    rounds: usize,
+) -> anyhow::Result<Figures> {
+    let (pa, pb) = pids.unwrap_or((0, 0));
+
+    // bulk, one stream (from the listening side `a` to the service side `b`)
     let chunk = vec![0x5au8; 1 << 20];
+    let cpu_before = (cpu_seconds(pa), cpu_seconds(pb));
     let started = Instant::now();
     let mut s = TcpStream::connect(("127.0.0.1", ports[0])).await?;
     for _ in 0..bulk_mib {
@@ -201,6 +244,13 @@ async fn run(
     if got != bulk_mib << 20 {
         bail!("{which}: bulk delivered {got} of {} bytes", bulk_mib << 20);
     }
+    let gb = got as f64 / 1e9;
+    let cpu_per_gb = pids.map(|_| {
+        (
+            (cpu_seconds(pa) - cpu_before.0) / gb,
+            (cpu_seconds(pb) - cpu_before.1) / gb,
+        )
+    });
     drop(s);
 
     // 64-byte ping-pong
@@ -258,18 +308,65 @@ async fn run(
         (false, n) => format!("{n}/100 within 30 s (timed out)"),
     };
     Ok(Figures {
+        cpu_per_gb,
         setup_ms,
         bulk_mb_s,
         rtt_median_us,
         rtt_p99_us,
         concurrent,
-        rss: (peak_rss_mib(pa), peak_rss_mib(pb)),
+        rss: pids.map(|_| (peak_rss_mib(pa), peak_rss_mib(pb))),
     })
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, role, target] = &args[..] {
+        if flag == "--floor" {
+            return floor::serve(role, target.parse()?);
+        }
+    }
+    tokio::runtime::Runtime::new()?.block_on(bench(args))
+}
+
+/// A floor proxy process: (its child handle, the port it listens on).
+async fn spawn_floor(role: &str, target: u16) -> anyhow::Result<(Child, u16)> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["--floor", role, &target.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let port = lines.next_line().await?.context("floor port")?.parse()?;
+    Ok((child, port))
+}
+
+/// The floor: for the sink and for the echo server, a sealing proxy in front of an opening one.
+async fn run_floor(bulk_mib: usize, rounds: usize) -> anyhow::Result<Figures> {
+    let (sink_port, mut sunk) = sink_server().await?;
+    let echo_port = echo_server().await?;
+    let mut procs = Vec::new();
+    let mut entries = Vec::new();
+    for target in [sink_port, echo_port] {
+        let (opener, open_port) = spawn_floor("open", target).await?;
+        let (sealer, seal_port) = spawn_floor("seal", open_port).await?;
+        entries.push(seal_port);
+        procs.push((sealer, opener));
+    }
+    let pids = Some((procs[0].0.id().unwrap_or(0), procs[0].1.id().unwrap_or(0)));
+    let ports = [entries[0], entries[1], entries[1]];
+    measure("floor", &ports, pids, &mut sunk, f64::NAN, bulk_mib, rounds).await
+}
+
+/// Raw loopback: the load straight into the sink and the echo server.
+async fn run_raw(bulk_mib: usize, rounds: usize) -> anyhow::Result<Figures> {
+    let (sink_port, mut sunk) = sink_server().await?;
+    let echo_port = echo_server().await?;
+    let ports = [sink_port, echo_port, echo_port];
+    measure("raw", &ports, None, &mut sunk, f64::NAN, bulk_mib, rounds).await
+}
+
+async fn bench(args: Vec<String>) -> anyhow::Result<()> {
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -289,8 +386,22 @@ async fn main() -> anyhow::Result<()> {
     let (_python_relay, python_relay_port) = python_relay(&venv).await?;
     let our_relay_hint = our_relay.hint();
     let python_relay_hint = format!("tcp:127.0.0.1:{python_relay_port}");
-    println!("| implementation | path | start to first echo | bulk, one stream | 64-byte ping-pong RTT (median / p99) | 100 concurrent streams of 1 MiB | peak RSS per daemon |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| implementation | path | start to first echo | bulk, one stream | CPU-s per GB (in + out) | vs floor (throughput, CPU) | 64-byte ping-pong RTT (median / p99) | 100 concurrent streams of 1 MiB | peak RSS per process |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut floor: Option<Figures> = None;
+    if only.is_none() || only.as_deref() == Some("floor") {
+        match run_raw(1024, 2000).await {
+            Ok(f) => print_row("raw loopback", "direct", 1024, &f, None),
+            Err(e) => println!("| raw loopback | direct | failed: {e:#} | | | | | | |"),
+        }
+        match run_floor(1024, 2000).await {
+            Ok(f) => {
+                print_row("floor (seal/open proxies)", "direct", 1024, &f, None);
+                floor = Some(f);
+            }
+            Err(e) => println!("| floor | direct | failed: {e:#} | | | | | | |"),
+        }
+    }
     let rust = ours.display().to_string();
     // implementation, path, program, its extra arguments, bulk MiB, ping-pong rounds
     type Run<'a> = (&'a str, &'a str, String, Vec<&'a str>, usize, usize);
@@ -326,20 +437,127 @@ async fn main() -> anyhow::Result<()> {
             continue;
         }
         match run(which, &program, &extra, &mb.url(), bulk, rounds).await {
-            Ok(f) => println!(
-                "| {which} | {path} | {:.0} ms | {:.0} MB/s ({bulk} MiB) | {:.0} / {:.0} µs | {} | {:.1} / {:.1} MiB |",
-                f.setup_ms,
-                f.bulk_mb_s,
-                f.rtt_median_us,
-                f.rtt_p99_us,
-                f.concurrent,
-                f.rss.0,
-                f.rss.1
-            ),
-            Err(e) => println!("| {which} | {path} | failed: {e:#} | | | | |"),
+            Ok(f) => print_row(which, path, bulk, &f, floor.as_ref()),
+            Err(e) => println!("| {which} | {path} | failed: {e:#} | | | | | | |"),
         }
     }
     Ok(())
+}
+
+fn print_row(which: &str, path: &str, bulk: usize, f: &Figures, floor: Option<&Figures>) {
+    let setup = match f.setup_ms.is_nan() {
+        true => "-".to_string(),
+        false => format!("{:.0} ms", f.setup_ms),
+    };
+    let cpu = f.cpu_per_gb.map(|(a, b)| (a, b, a + b));
+    let cpu_text = cpu.map_or("-".into(), |(a, b, t)| format!("{a:.2} + {b:.2} = {t:.2}"));
+    let ratio = match (floor.and_then(|fl| Some((fl, fl.cpu_per_gb?))), cpu) {
+        (Some((fl, (fa, fb))), Some((_, _, t))) => format!(
+            "{:.0}%, {:.2}x",
+            100.0 * f.bulk_mb_s / fl.bulk_mb_s,
+            t / (fa + fb)
+        ),
+        _ => "-".into(),
+    };
+    let rss = f
+        .rss
+        .map_or("-".into(), |(a, b)| format!("{a:.1} / {b:.1} MiB"));
+    println!(
+        "| {which} | {path} | {setup} | {:.0} MB/s ({bulk} MiB) | {cpu_text} | {ratio} | {:.0} / {:.0} µs | {} | {rss} |",
+        f.bulk_mb_s, f.rtt_median_us, f.rtt_p99_us, f.concurrent,
+    );
+}
+
+/// The floor's two proxies: blocking, a thread per direction, nothing but reading, sealing or
+/// opening, and writing.
+mod floor {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
+
+    /// Largest record payload: a Noise message (65535 bytes) less the tag and DATA's header.
+    const MAX_PAYLOAD: usize = 65535 - 16 - 9;
+    const HEADER: usize = 4 + 9;
+
+    fn key() -> LessSafeKey {
+        LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &[7; 32]).expect("a 32-byte key"))
+    }
+
+    /// Noise's nonce: four zero bytes and the counter, little-endian.
+    fn nonce(n: u64) -> Nonce {
+        let mut bytes = [0u8; 12];
+        bytes[4..].copy_from_slice(&n.to_le_bytes());
+        Nonce::assume_unique_for_key(bytes)
+    }
+
+    /// Plaintext from `from` into sealed records to `to`.
+    fn seal(mut from: TcpStream, mut to: TcpStream) -> std::io::Result<()> {
+        let key = key();
+        let mut buf = vec![0u8; HEADER + MAX_PAYLOAD + 16];
+        for counter in 0u64.. {
+            let n = from.read(&mut buf[HEADER..HEADER + MAX_PAYLOAD])?;
+            if n == 0 {
+                return to.shutdown(std::net::Shutdown::Write);
+            }
+            buf[4] = 0x02; // DATA, subchannel 1, seqnum
+            buf[5..9].copy_from_slice(&1u32.to_be_bytes());
+            buf[9..13].copy_from_slice(&(counter as u32).to_be_bytes());
+            let tag = key
+                .seal_in_place_separate_tag(nonce(counter), Aad::empty(), &mut buf[4..HEADER + n])
+                .map_err(|_| std::io::Error::other("seal"))?;
+            buf[HEADER + n..HEADER + n + 16].copy_from_slice(tag.as_ref());
+            let len = (9 + n + 16) as u32;
+            buf[..4].copy_from_slice(&len.to_be_bytes());
+            to.write_all(&buf[..HEADER + n + 16])?;
+        }
+        Ok(())
+    }
+
+    /// Sealed records from `from`, their payloads to `to`.
+    fn open(mut from: TcpStream, mut to: TcpStream) -> std::io::Result<()> {
+        let key = key();
+        let mut buf = vec![0u8; 65535 + 4];
+        for counter in 0u64.. {
+            let mut len = [0u8; 4];
+            if from.read_exact(&mut len).is_err() {
+                return to.shutdown(std::net::Shutdown::Write);
+            }
+            let len = u32::from_be_bytes(len) as usize;
+            if !(9 + 16..=65535).contains(&len) {
+                return Err(std::io::Error::other("bad frame"));
+            }
+            from.read_exact(&mut buf[..len])?;
+            let plain = key
+                .open_in_place(nonce(counter), Aad::empty(), &mut buf[..len])
+                .map_err(|_| std::io::Error::other("open"))?;
+            to.write_all(&plain[9..])?;
+        }
+        Ok(())
+    }
+
+    /// Serves forever: `seal` takes plaintext connections and forwards them sealed to port
+    /// `target`; `open` takes sealed ones and forwards them opened. Prints its port first.
+    pub fn serve(role: &str, target: u16) -> anyhow::Result<()> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        println!("{}", listener.local_addr()?.port());
+        std::io::stdout().flush()?;
+        for incoming in listener.incoming() {
+            let near = incoming?;
+            let far = TcpStream::connect(("127.0.0.1", target))?;
+            for s in [&near, &far] {
+                s.set_nodelay(true)?;
+            }
+            let (near2, far2) = (near.try_clone()?, far.try_clone()?);
+            let (inbound, outbound): (fn(_, _) -> _, fn(_, _) -> _) = match role {
+                "seal" => (seal, open),
+                _ => (open, seal),
+            };
+            std::thread::spawn(move || inbound(near, far));
+            std::thread::spawn(move || outbound(far2, near2));
+        }
+        Ok(())
+    }
 }
 
 /// Python's transit relay (`twist transitrelay`) on a loopback port it picks; its port.
