@@ -5,7 +5,7 @@
 //! sealing the stream into Dilation-framed records (4-byte length, a 9-byte DATA header and up to
 //! 65510 bytes, ChaCha20-Poly1305 with ring as our Noise cipher) and one opening them.
 //!
-//!     scripts/bench.sh bench_fowld [--only rust|python|floor]
+//!     scripts/bench.sh bench_fowld [--only rust|python|floor[,...]]
 //!
 //! CPU per GB is the two processes' user+system time (from /proc) during the bulk transfer,
 //! divided by the gigabytes moved; ratios are to the floor measured in the same run.
@@ -75,6 +75,96 @@ impl Daemon {
         tokio::spawn(async move { while let Ok(Some(_)) = self.lines.next_line().await {} });
         self.child
     }
+}
+
+/// `count` concurrent streams of 1 MiB each, echoed through `port` and checked (each stream its
+/// own byte value); how many came back intact and how long they took.
+async fn concurrent(port: u16, count: usize, limit: Duration) -> String {
+    const SIZE: usize = 1 << 20;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..count)
+        .map(|i| {
+            tokio::spawn(async move {
+                let fill = (i % 251) as u8;
+                let s = TcpStream::connect(("127.0.0.1", port)).await?;
+                let (mut r, mut w) = s.into_split();
+                let writer = tokio::spawn(async move {
+                    let chunk = vec![fill; 64 << 10];
+                    for _ in 0..SIZE / chunk.len() {
+                        w.write_all(&chunk).await?;
+                    }
+                    Ok::<_, std::io::Error>(w)
+                });
+                let (mut got, mut intact, mut buf) = (0, true, vec![0u8; 64 << 10]);
+                while got < SIZE {
+                    let n = r.read(&mut buf).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    intact &= buf[..n].iter().all(|b| *b == fill);
+                    got += n;
+                }
+                drop(writer.await??);
+                Ok::<bool, std::io::Error>(intact && got == SIZE)
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    let all = async {
+        for t in tasks {
+            if let Ok(Ok(true)) = t.await {
+                ok += 1;
+            }
+        }
+    };
+    let finished = tokio::time::timeout(limit, all).await.is_ok();
+    match (finished, ok) {
+        (true, n) if n == count => {
+            format!(
+                "{n}/{count} intact in {:.2} s",
+                started.elapsed().as_secs_f64()
+            )
+        }
+        (true, n) => format!("{n}/{count} intact, {} failed", count - n),
+        (false, n) => format!("{n}/{count} within {} s (timed out)", limit.as_secs()),
+    }
+}
+
+/// `count` idle streams held open through `port` (each echoed one byte first, so it reaches the
+/// far service); the growth of both daemons' RSS per stream, in KiB.
+async fn idle_streams(port: u16, count: usize, pids: (u32, u32)) -> anyhow::Result<String> {
+    let before = (rss_kib(pids.0), rss_kib(pids.1));
+    let mut held = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
+        s.write_all(b"i").await?;
+        s.read_exact(&mut [0u8]).await?;
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await; // let the daemons settle
+    let after = (rss_kib(pids.0), rss_kib(pids.1));
+    drop(held);
+    let per = |a: f64, b: f64| (b - a) / count as f64;
+    Ok(format!(
+        "{count} idle streams: RSS {:.1} -> {:.1} MiB and {:.1} -> {:.1} MiB, {:.1} / {:.1} KiB per stream",
+        before.0 / 1024.0,
+        after.0 / 1024.0,
+        before.1 / 1024.0,
+        after.1 / 1024.0,
+        per(before.0, after.0),
+        per(before.1, after.1),
+    ))
+}
+
+fn rss_kib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .unwrap_or(f64::NAN)
 }
 
 /// User plus system CPU time of process `pid` so far, in seconds.
@@ -151,6 +241,8 @@ struct Figures {
     rtt_p99_us: f64,
     concurrent: String,
     rss: Option<(f64, f64)>,
+    /// Rust direct only: 1000 concurrent streams and 4000 idle ones (below `max_subchannels`).
+    scale: Option<String>,
 }
 
 async fn run(
@@ -160,6 +252,7 @@ async fn run(
     mailbox: &str,
     bulk_mib: usize,
     rounds: usize,
+    scale: bool,
 ) -> anyhow::Result<Figures> {
     let mut args = vec!["--mailbox", mailbox];
     args.extend_from_slice(extra);
@@ -176,11 +269,20 @@ async fn run(
     let (sink_port, mut sunk) = sink_server().await?;
     let echo_port = echo_server().await?;
     let mut ports = Vec::new();
-    for (name, port) in [
+    let mut services = vec![
         ("bulk", sink_port),
         ("ping", echo_port),
         ("many", echo_port),
-    ] {
+    ];
+    let _holder = match scale {
+        true => {
+            let (child, port) = spawn_self(&["--echo"]).await?;
+            services.push(("hold", port));
+            Some(child)
+        }
+        false => None,
+    };
+    for (name, port) in services {
         // the listener side first, and taken before the service side asks for it: a request
         // racing ahead of it is refused. Ours answers a ping after the commands before it;
         // Python's ping never answers, so it gets a moment instead.
@@ -212,7 +314,13 @@ async fn run(
     drop(s);
 
     let pids = Some((pa, pb));
-    measure(which, &ports, pids, &mut sunk, setup_ms, bulk_mib, rounds).await
+    let mut figures = measure(which, &ports, pids, &mut sunk, setup_ms, bulk_mib, rounds).await?;
+    if scale {
+        let many = concurrent(ports[2], 1000, Duration::from_secs(60)).await;
+        let idle = idle_streams(ports[3], 4000, (pa, pb)).await?;
+        figures.scale = Some(format!("1000 concurrent streams of 1 MiB: {many}; {idle}"));
+    }
+    Ok(figures)
 }
 
 /// Bulk, ping-pong and concurrent streams through `ports` (bulk into the sink, echo, echo);
@@ -271,42 +379,7 @@ async fn measure(
     drop(s);
 
     // 100 concurrent streams of 1 MiB, echoed
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..100u8)
-        .map(|i| {
-            let port = ports[2];
-            tokio::spawn(async move {
-                let data = vec![i; 1 << 20];
-                let s = TcpStream::connect(("127.0.0.1", port)).await?;
-                let (mut r, mut w) = s.into_split();
-                let out = data.clone();
-                let writer = tokio::spawn(async move {
-                    w.write_all(&out).await?;
-                    Ok::<_, std::io::Error>(w)
-                });
-                let mut got = vec![0u8; data.len()];
-                r.read_exact(&mut got).await?;
-                drop(writer.await??);
-                Ok::<bool, std::io::Error>(got == data)
-            })
-        })
-        .collect();
-    let mut ok = 0;
-    let all = async {
-        for t in tasks {
-            if let Ok(Ok(true)) = t.await {
-                ok += 1;
-            }
-        }
-    };
-    let finished = tokio::time::timeout(Duration::from_secs(30), all)
-        .await
-        .is_ok();
-    let concurrent = match (finished, ok) {
-        (true, 100) => format!("100/100 intact in {:.2} s", started.elapsed().as_secs_f64()),
-        (true, n) => format!("{n}/100 intact, {} failed", 100 - n),
-        (false, n) => format!("{n}/100 within 30 s (timed out)"),
-    };
+    let concurrent = concurrent(ports[2], 100, Duration::from_secs(30)).await;
     Ok(Figures {
         cpu_per_gb,
         setup_ms,
@@ -315,11 +388,17 @@ async fn measure(
         rtt_p99_us,
         concurrent,
         rss: pids.map(|_| (peak_rss_mib(pa), peak_rss_mib(pb))),
+        scale: None,
     })
 }
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if let [_, flag] = &args[..] {
+        if flag == "--echo" {
+            return echo_process();
+        }
+    }
     if let [_, flag, role, target] = &args[..] {
         if flag == "--floor" {
             return floor::serve(role, target.parse()?);
@@ -328,10 +407,29 @@ fn main() -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(bench(args))
 }
 
+/// This program re-run as an echo server in a process of its own (so that 10,000 idle streams
+/// do not take our own file descriptors twice): prints its port, echoes until killed.
+fn echo_process() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let port = echo_server().await?;
+            println!("{port}");
+            std::future::pending::<()>().await;
+            Ok(())
+        })
+}
+
 /// A floor proxy process: (its child handle, the port it listens on).
 async fn spawn_floor(role: &str, target: u16) -> anyhow::Result<(Child, u16)> {
+    spawn_self(&["--floor", role, &target.to_string()]).await
+}
+
+/// This program re-run with `args`: (its child handle, the port it printed).
+async fn spawn_self(args: &[&str]) -> anyhow::Result<(Child, u16)> {
     let mut child = Command::new(std::env::current_exe()?)
-        .args(["--floor", role, &target.to_string()])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -389,7 +487,12 @@ async fn bench(args: Vec<String>) -> anyhow::Result<()> {
     println!("| implementation | path | start to first echo | bulk, one stream | CPU-s per GB (in + out) | vs floor (throughput, CPU) | 64-byte ping-pong RTT (median / p99) | 100 concurrent streams of 1 MiB | peak RSS per process |");
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut floor: Option<Figures> = None;
-    if only.is_none() || only.as_deref() == Some("floor") {
+    let mut scales = Vec::new();
+    let wanted = |which: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|w| w == which))
+    };
+    if wanted("floor") {
         match run_raw(1024, 2000).await {
             Ok(f) => print_row("raw loopback", "direct", 1024, &f, None),
             Err(e) => println!("| raw loopback | direct | failed: {e:#} | | | | | | |"),
@@ -433,13 +536,20 @@ async fn bench(args: Vec<String>) -> anyhow::Result<()> {
         ("python", "direct", python, vec![], 256, 40),
     ];
     for (which, path, program, extra, bulk, rounds) in runs {
-        if only.as_deref().is_some_and(|o| o != which) {
+        if !wanted(which) {
             continue;
         }
-        match run(which, &program, &extra, &mb.url(), bulk, rounds).await {
-            Ok(f) => print_row(which, path, bulk, &f, floor.as_ref()),
+        let scale = which == "rust" && path == "direct";
+        match run(which, &program, &extra, &mb.url(), bulk, rounds, scale).await {
+            Ok(f) => {
+                print_row(which, path, bulk, &f, floor.as_ref());
+                scales.extend(f.scale);
+            }
             Err(e) => println!("| {which} | {path} | failed: {e:#} | | | | | | |"),
         }
+    }
+    for scale in scales {
+        println!("\nScale (rust, direct): {scale}");
     }
     Ok(())
 }
