@@ -144,6 +144,9 @@ async fn idle_streams(port: u16, count: usize, pids: (u32, u32)) -> anyhow::Resu
     tokio::time::sleep(Duration::from_millis(500)).await; // let the daemons settle
     let after = (rss_kib(pids.0), rss_kib(pids.1));
     drop(held);
+    // the daemons close 4000 subchannels (CLOSE both ways, then ACKs): opens beyond
+    // `max_subchannels` meanwhile would be refused
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let per = |a: f64, b: f64| (b - a) / count as f64;
     Ok(format!(
         "{count} idle streams: RSS {:.1} -> {:.1} MiB and {:.1} -> {:.1} MiB, {:.1} / {:.1} KiB per stream",
@@ -316,8 +319,9 @@ async fn run(
     let pids = Some((pa, pb));
     let mut figures = measure(which, &ports, pids, &mut sunk, setup_ms, bulk_mib, rounds).await?;
     if scale {
-        let many = concurrent(ports[2], 1000, Duration::from_secs(60)).await;
+        // idle first: the concurrent streams leave freed memory that RSS would count
         let idle = idle_streams(ports[3], 4000, (pa, pb)).await?;
+        let many = concurrent(ports[2], 1000, Duration::from_secs(60)).await;
         figures.scale = Some(format!("1000 concurrent streams of 1 MiB: {many}; {idle}"));
     }
     Ok(figures)
