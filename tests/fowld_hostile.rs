@@ -237,7 +237,7 @@ impl Hostile {
                     ack = Some(seqnum);
                 }
                 Record::Close { seqnum, .. } => ack = Some(seqnum),
-                Record::Kcm | Record::Pong(_) | Record::Ack(_) => {}
+                Record::Kcm | Record::Pong(_) | Record::Ack(_) | Record::Credit { .. } => {}
             }
         }
         reply.extend(ack.map(Record::Ack));

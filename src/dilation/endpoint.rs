@@ -56,7 +56,7 @@ use std::time::{Duration, Instant};
 
 use super::config::{DilationConfig, DilationEvent, LossReason, PathKind, PeerAbuse};
 use super::hints::{Hint, RelayLocation};
-use super::l1::L1Message;
+use super::l1::{L1Message, MIN_WINDOW};
 use super::l2::{relay_line, L2Connection, L2Event, RecvHalf, Role, SendHalf};
 use super::manager::{DilationError, Manager, ManagerAction, ManagerEvent, State};
 use super::record::{Record, Scid};
@@ -222,6 +222,14 @@ pub enum Event {
         /// Payload bytes.
         data_bytes: usize,
     },
+    /// (flow control, see [`Endpoint::peer_window`]) The peer's reader consumed `consumed`
+    /// bytes of `scid` in all: our writer may have the window more than that outstanding.
+    Credit {
+        /// The subchannel.
+        scid: Scid,
+        /// Bytes consumed since it opened.
+        consumed: u64,
+    },
 }
 
 enum ConnState {
@@ -309,7 +317,15 @@ impl Endpoint {
     /// A new endpoint whose Dilation side is `side` (16 hex digits; the larger side leads).
     pub fn new(config: DilationConfig, side: &str) -> Endpoint {
         Endpoint {
-            manager: Manager::new(side, config.generation_timeout),
+            manager: {
+                let mut m = Manager::new(side, config.generation_timeout);
+                m.set_window(
+                    u32::try_from(config.inbound_limit)
+                        .ok()
+                        .filter(|w| *w >= MIN_WINDOW),
+                );
+                m
+            },
             config,
             session: None,
             psk: None,
@@ -861,6 +877,25 @@ impl Endpoint {
         self.update_cap();
     }
 
+    /// With flow control (both peers announced a window in `please`; our extension): the
+    /// peer's window per subchannel, which our writers must not exceed beyond what the peer's
+    /// CREDITs allow. `None` (a Python peer, or before the roles are known): no windows, the
+    /// pause model.
+    pub fn peer_window(&self) -> Option<usize> {
+        self.session
+            .as_ref()
+            .and(self.manager.peer_window())
+            .map(|w| w as usize)
+    }
+
+    /// (flow control) Our reader of `scid` consumed `consumed` bytes in all: tells the peer.
+    pub fn consumed(&mut self, scid: Scid, consumed: u64) {
+        if let Some(s) = self.session.as_mut() {
+            s.credit(scid, consumed);
+        }
+        self.drain_session();
+    }
+
     /// The receive buffer of `scid` went over its limit (`true`) or back under it.
     pub fn handle_backlog(&mut self, scid: Scid, over: bool) {
         match over {
@@ -1039,6 +1074,7 @@ impl Endpoint {
             SessionEvent::Closed { scid } => Event::Closed { scid },
             SessionEvent::Sent { data_bytes } => Event::Sent { data_bytes },
             SessionEvent::Abuse(abuse) => return self.abuse(abuse),
+            SessionEvent::Credit { scid, consumed } => Event::Credit { scid, consumed },
         };
         self.events.push_back(event);
     }

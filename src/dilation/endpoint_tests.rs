@@ -1150,3 +1150,15 @@ fn our_own_opens_are_capped_too() {
         .count();
     assert_eq!(opened, 10);
 }
+
+#[test]
+fn two_of_ours_agree_on_windows_and_a_python_please_keeps_the_pause_model() {
+    let pair = connected_pair();
+    let window = config("00").inbound_limit;
+    for i in [LEADER, FOLLOWER] {
+        assert_eq!(pair.peers[i].ep.peer_window(), Some(window), "peer {i}");
+    }
+    // Python's please has no window: no flow control, whatever we announced
+    let ep = listening_leader(std::time::Instant::now());
+    assert_eq!(ep.peer_window(), None);
+}

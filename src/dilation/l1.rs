@@ -10,10 +10,14 @@ use super::hints::Hint;
 pub enum L1Message {
     /// `half_close` is our extension (`"half-close": true`): the sender keeps a subchannel open
     /// for writing after receiving the peer's CLOSE. Python ignores the key and never sends it.
+    ///
+    /// `window` is our extension too (`"window": BYTES`): the sender's receive window per
+    /// subchannel, for per-subchannel flow control with CREDIT records (`protocol/dilation.md`).
     Please {
         side: String,
         use_version: Option<String>,
         half_close: bool,
+        window: Option<u32>,
     },
     ConnectionHints(Vec<Hint>),
     Reconnect,
@@ -21,6 +25,9 @@ pub enum L1Message {
     /// A type we do not know: logged and ignored.
     Unknown(String),
 }
+
+/// Smallest window a peer may announce (a smaller one is taken as no window: the pause model).
+pub const MIN_WINDOW: u32 = 64 << 10;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[error("malformed Dilation message: {0}")]
@@ -48,6 +55,11 @@ impl L1Message {
                     .get("half-close")
                     .and_then(Value::as_bool)
                     .unwrap_or(false),
+                window: v
+                    .get("window")
+                    .and_then(Value::as_u64)
+                    .and_then(|w| u32::try_from(w).ok())
+                    .filter(|w| *w >= MIN_WINDOW),
             },
             "connection-hints" => {
                 let hints = v
@@ -68,6 +80,7 @@ impl L1Message {
                 side,
                 use_version,
                 half_close,
+                window,
             } => {
                 let mut v = json!({"type": "please", "side": side});
                 if let Some(version) = use_version {
@@ -75,6 +88,9 @@ impl L1Message {
                 }
                 if *half_close {
                     v["half-close"] = json!(true);
+                }
+                if let Some(window) = window {
+                    v["window"] = json!(window);
                 }
                 v
             }
@@ -112,6 +128,7 @@ mod tests {
                     side: "45b1d33b406c01dd".into(),
                     use_version: Some("ged".into()),
                     half_close: false,
+                    window: None,
                 },
             ),
             (
@@ -145,9 +162,20 @@ mod tests {
             side: "ab".repeat(8),
             use_version: Some("ged".into()),
             half_close: true,
+            window: Some(1 << 20),
         };
         let v: Value = serde_json::from_slice(&ours.encode()).unwrap();
         assert_eq!(v["half-close"], true);
+        assert_eq!(v["window"], 1 << 20);
+        // a window below the minimum, or not a number, is no window
+        for bad in [r#""window": 1024"#, r#""window": "big""#, r#""window": -1"#] {
+            let text = format!(r#"{{"type": "please", "side": "ab", {bad}}}"#);
+            let parsed = L1Message::parse(text.as_bytes()).unwrap();
+            assert!(
+                matches!(parsed, L1Message::Please { window: None, .. }),
+                "{bad}"
+            );
+        }
         assert_eq!(v["use-version"], "ged");
         assert_eq!(L1Message::parse(&ours.encode()).unwrap(), ours);
     }

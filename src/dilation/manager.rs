@@ -106,8 +106,12 @@ pub struct Manager {
     generation: u32,
     generation_timeout: Duration,
     deadline: Option<Instant>,
-    early_please: Option<(String, bool)>,
+    early_please: Option<(String, bool, Option<u32>)>,
     peer_half_close: bool,
+    /// Our receive window per subchannel, announced in `please` (our extension).
+    window: Option<u32>,
+    /// The peer's, from its `please`.
+    peer_window: Option<u32>,
     actions: VecDeque<ManagerAction>,
     events: VecDeque<ManagerEvent>,
 }
@@ -124,6 +128,8 @@ impl Manager {
             deadline: None,
             early_please: None,
             peer_half_close: false,
+            window: None,
+            peer_window: None,
             actions: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -139,6 +145,17 @@ impl Manager {
 
     pub fn side(&self) -> &str {
         &self.side
+    }
+
+    /// Announces `window` (bytes per subchannel) in our `please`: per-subchannel flow control
+    /// with a peer that announces one too.
+    pub fn set_window(&mut self, window: Option<u32>) {
+        self.window = window;
+    }
+
+    /// The peer's receive window per subchannel, when both announced one (flow control on).
+    pub fn peer_window(&self) -> Option<u32> {
+        self.window.and(self.peer_window)
     }
 
     /// Whether the peer announced half-close support in its `please`.
@@ -180,9 +197,11 @@ impl Manager {
             side: self.side.clone(),
             use_version: Some(version.into()),
             half_close: true,
+            window: self.window,
         });
-        if let Some((side, half_close)) = self.early_please.take() {
+        if let Some((side, half_close, window)) = self.early_please.take() {
             self.peer_half_close = half_close;
+            self.peer_window = window;
             self.got_please(now, &side);
         }
     }
@@ -199,17 +218,24 @@ impl Manager {
         match (msg, self.state) {
             (
                 L1Message::Please {
-                    side, half_close, ..
+                    side,
+                    half_close,
+                    window,
+                    ..
                 },
                 State::Waiting,
-            ) => self.early_please = Some((side, half_close)),
+            ) => self.early_please = Some((side, half_close, window)),
             (
                 L1Message::Please {
-                    side, half_close, ..
+                    side,
+                    half_close,
+                    window,
+                    ..
                 },
                 State::Wanting,
             ) => {
                 self.peer_half_close = half_close;
+                self.peer_window = window;
                 self.got_please(now, &side);
             }
             (L1Message::ConnectionHints(hints), State::Connecting) => {
@@ -396,6 +422,7 @@ mod tests {
             side: side.into(),
             use_version: Some("ged".into()),
             half_close: true,
+            window: None,
         }
     }
 

@@ -9,6 +9,10 @@
 //! | DATA | 0x04 | be4(scid) be4(seqnum) data (to the end) |
 //! | CLOSE | 0x05 | be4(scid) be4(seqnum) |
 //! | ACK | 0x06 | be4(seqnum) |
+//! | CREDIT (ours) | 0x07 | be4(scid) be8(bytes of the subchannel the receiver's reader consumed, in all) |
+//!
+//! CREDIT is our extension (per-subchannel flow control, `protocol/dilation.md`), sent only to a
+//! peer whose `please` announced a window.
 
 /// A subchannel id.
 pub type Scid = u32;
@@ -51,6 +55,15 @@ pub enum Record {
     },
     /// Acknowledges every reliable record up to this sequence number.
     Ack(Seqnum),
+    /// (ours) The receiver's reader consumed `consumed` bytes of `scid` in all: the sender may
+    /// have its window more than that outstanding (not reliable: the latest total is sent
+    /// again on every new connection).
+    Credit {
+        /// The subchannel.
+        scid: Scid,
+        /// Bytes its reader consumed since it opened.
+        consumed: u64,
+    },
 }
 
 /// A record that cannot be decoded: the connection carrying it is dropped.
@@ -91,6 +104,8 @@ pub const DATA: u8 = 0x04;
 pub const CLOSE: u8 = 0x05;
 /// Record type: ACK.
 pub const ACK: u8 = 0x06;
+/// Record type: CREDIT (ours).
+pub const CREDIT: u8 = 0x07;
 
 /// Bytes a DATA record adds to its payload.
 pub const DATA_HEADER: usize = 9;
@@ -126,6 +141,7 @@ impl Record {
             Record::Open { subprotocol, .. } => 9 + subprotocol.len(),
             Record::Data { data, .. } => 9 + data.len(),
             Record::Close { .. } => 9,
+            Record::Credit { .. } => 13,
         }
     }
 
@@ -162,6 +178,11 @@ impl Record {
             Record::Ack(seqnum) => {
                 out.push(ACK);
                 out.extend_from_slice(&seqnum.to_be_bytes());
+            }
+            Record::Credit { scid, consumed } => {
+                out.push(CREDIT);
+                out.extend_from_slice(&scid.to_be_bytes());
+                out.extend_from_slice(&consumed.to_be_bytes());
             }
         }
     }
@@ -204,6 +225,15 @@ impl Record {
             ACK => {
                 need("5", body.len() == 4)?;
                 Ok(Record::Ack(be4(body)))
+            }
+            CREDIT => {
+                need("13", body.len() == 12)?;
+                let mut consumed = [0u8; 8];
+                consumed.copy_from_slice(&body[4..]);
+                Ok(Record::Credit {
+                    scid: be4(body),
+                    consumed: u64::from_be_bytes(consumed),
+                })
             }
             OPEN | DATA | CLOSE => {
                 need(
@@ -326,7 +356,20 @@ mod tests {
                 seqnum: 10,
             },
             Record::Ack(0),
+            Record::Credit {
+                scid: 7,
+                consumed: u64::MAX - 1,
+            },
         ];
+        assert_eq!(
+            Record::Credit {
+                scid: 1,
+                consumed: 65536
+            }
+            .encode(),
+            h("07 00000001 0000000000010000")
+        );
+        assert!(Record::decode(&h("07 00000001 00000000")).is_err());
         for r in records {
             let bytes = r.encode();
             assert_eq!(bytes.len(), r.encoded_len());
@@ -337,7 +380,11 @@ mod tests {
     #[test]
     fn malformed_records_are_errors() {
         assert_eq!(Record::decode(&[]), Err(RecordError::Empty));
-        assert_eq!(Record::decode(&[0x07]), Err(RecordError::UnknownTag(7)));
+        assert_eq!(Record::decode(&[0x08]), Err(RecordError::UnknownTag(8)));
+        assert!(matches!(
+            Record::decode(&[0x07]),
+            Err(RecordError::Length { .. })
+        ));
         assert_eq!(
             Record::decode(&[0xff, 1, 2]),
             Err(RecordError::UnknownTag(0xff))

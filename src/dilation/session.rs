@@ -39,6 +39,11 @@ pub enum SessionEvent {
     },
     /// The peer went over a bound; its record was refused or ignored.
     Abuse(PeerAbuse),
+    /// (flow control) The peer's reader consumed `consumed` bytes of `scid` in all.
+    Credit {
+        scid: Scid,
+        consumed: u64,
+    },
 }
 
 /// Longest subprotocol name of a peer's OPEN we take; a longer one is refused with CLOSE
@@ -131,6 +136,8 @@ pub struct Session {
     /// The cumulative ACK held back, when it is due (stamped by [`Session::stamp_ack`]), and
     /// the bytes of records it covers since the last ACK sent.
     held_ack: Option<HeldAck>,
+    /// (flow control) Bytes our readers consumed per subchannel, as last announced in CREDIT.
+    credits: HashMap<Scid, u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -152,6 +159,7 @@ impl Session {
             inbound: Inbound::default(),
             subchannels: HashMap::new(),
             next_scid: if role == Role::Leader { 1 } else { 2 },
+            credits: HashMap::new(),
             half_close,
             connected: false,
             control: VecDeque::new(),
@@ -233,6 +241,10 @@ impl Session {
     pub fn connection_made(&mut self, now: Instant) {
         self.connected = true;
         self.control.clear();
+        // CREDITs are not reliable: the latest totals go out again on every connection
+        let credits = self.credits.iter();
+        let credits = credits.map(|(&scid, &consumed)| Record::Credit { scid, consumed });
+        self.control.extend(credits);
         self.held_ack = None;
         self.next_unsent = 0;
         self.in_flight = 0;
@@ -310,6 +322,26 @@ impl Session {
         Liveness::Fine
     }
 
+    /// The subchannel is gone for good: its id and its flow-control total are forgotten.
+    fn forget(&mut self, scid: Scid) {
+        self.subchannels.remove(&scid);
+        self.credits.remove(&scid);
+    }
+
+    /// (flow control) Our reader of `scid` consumed `consumed` bytes in all: a CREDIT tells the
+    /// peer (replacing one not yet sent).
+    pub fn credit(&mut self, scid: Scid, consumed: u64) {
+        if !self.subchannels.contains_key(&scid) {
+            return;
+        }
+        self.credits.insert(scid, consumed);
+        if self.connected {
+            self.control
+                .retain(|r| !matches!(r, Record::Credit { scid: s, .. } if *s == scid));
+            self.control.push_back(Record::Credit { scid, consumed });
+        }
+    }
+
     /// Opens a subchannel for `subprotocol`; DATA may follow at once.
     pub fn open(&mut self, subprotocol: &str) -> Result<Scid, SubchannelError> {
         let scid = self.next_scid;
@@ -334,7 +366,7 @@ impl Session {
     /// (a refused OPEN leaves nothing behind, whether or not the peer ever answers). While
     /// [`MAX_UNACKED_REFUSALS`] refusals wait for the peer's ACK, the OPEN is ignored instead.
     pub fn refuse(&mut self, scid: Scid) {
-        self.subchannels.remove(&scid);
+        self.forget(scid);
         if self.refusals.len() >= MAX_UNACKED_REFUSALS {
             tracing::debug!("ignoring OPEN {scid}: {MAX_UNACKED_REFUSALS} refusals unacknowledged");
             self.events
@@ -356,7 +388,7 @@ impl Session {
             }
             Some(SubState::RemoteClosed) => {
                 self.outbound.close(scid)?;
-                self.subchannels.remove(&scid);
+                self.forget(scid);
                 self.events.push_back(SessionEvent::Closed { scid });
             }
             Some(SubState::LocalClosed) => {}
@@ -381,6 +413,12 @@ impl Session {
                     }
                 }
                 self.control.push_back(Record::Pong(id));
+            }
+            Record::Credit { scid, consumed } => {
+                if self.subchannels.contains_key(&scid) {
+                    self.events
+                        .push_back(SessionEvent::Credit { scid, consumed });
+                }
             }
             Record::Pong(id) => {
                 if let Some(p) = self.pinger.as_mut() {
@@ -468,12 +506,12 @@ impl Session {
                     if let Err(e) = self.outbound.close(scid) {
                         tracing::warn!("cannot answer CLOSE: {e}");
                     }
-                    self.subchannels.remove(&scid);
+                    self.forget(scid);
                     self.events.push_back(SessionEvent::Closed { scid });
                     self.events.push_back(SessionEvent::ReadClosed { scid });
                 }
                 Some(SubState::LocalClosed) => {
-                    self.subchannels.remove(&scid);
+                    self.forget(scid);
                     self.events.push_back(SessionEvent::Closed { scid });
                     self.events.push_back(SessionEvent::ReadClosed { scid });
                 }

@@ -677,3 +677,70 @@ fn without_a_delay_every_ack_goes_at_once_as_python_does() {
     assert!(s.wants_transmit());
     assert!(matches!(sent(&mut s)[..], [Record::Ack(0)]));
 }
+
+#[test]
+fn credits_reach_the_writer_replace_each_other_and_are_sent_again_after_a_reconnect() {
+    let t0 = Instant::now();
+    let mut link = Link::at(t0, true);
+    let scid = link.l.open("bulk").unwrap();
+    link.l.send_data(scid, vec![1; 1000]).unwrap();
+    link.pump();
+    events(&mut link.f);
+    // two credits before a transmit: only the latest goes out
+    link.f.credit(scid, 400);
+    link.f.credit(scid, 1000);
+    link.log.clear();
+    link.pump();
+    let credits: Vec<_> = link
+        .log
+        .iter()
+        .filter(|(_, r)| matches!(r, Record::Credit { .. }))
+        .collect();
+    assert_eq!(
+        credits,
+        vec![&(
+            'F',
+            Record::Credit {
+                scid,
+                consumed: 1000
+            }
+        )]
+    );
+    assert_eq!(
+        events(&mut link.l),
+        vec![SessionEvent::Credit {
+            scid,
+            consumed: 1000
+        }]
+    );
+    // a new connection carries the latest total again (CREDIT is not reliable)
+    link.reconnect(t0 + Duration::from_secs(1));
+    link.log.clear();
+    link.pump();
+    assert!(link.log.contains(&(
+        'F',
+        Record::Credit {
+            scid,
+            consumed: 1000
+        }
+    )));
+    // a credit for an unknown subchannel is ignored on both sides
+    link.f.credit(99, 5);
+    link.f.received(Record::Credit {
+        scid: 77,
+        consumed: 1,
+    });
+    assert!(events(&mut link.f).is_empty());
+    // once closed both ways, the total is forgotten and not sent again
+    link.l.close(scid).unwrap();
+    link.pump();
+    link.f.close(scid).unwrap();
+    link.pump();
+    link.reconnect(t0 + Duration::from_secs(2));
+    link.log.clear();
+    link.pump();
+    assert!(!link
+        .log
+        .iter()
+        .any(|(_, r)| matches!(r, Record::Credit { .. })));
+}

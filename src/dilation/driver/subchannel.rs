@@ -4,6 +4,12 @@
 //! a writer waits when the peer is slow to acknowledge. Reads come from a per-subchannel buffer
 //! that the Dilation task fills; while any buffer is over its limit the task stops reading the
 //! connection, so a slow reader slows the peer's writer through TCP, as in Python.
+//!
+//! With flow control (a peer of ours: both announced a window in `please`), each subchannel
+//! also has a send window: a writer takes permits from it too, and the peer's CREDITs (what its
+//! reader consumed) give them back. A slow reader then stops only its own subchannel's writer;
+//! the connection keeps being read and the other subchannels keep moving. Our reader announces
+//! what it consumed every quarter window.
 
 use std::collections::VecDeque;
 use std::io;
@@ -31,6 +37,31 @@ pub(crate) enum SubCommand {
     Close { scid: Scid },
     /// The stream was dropped: discard what arrives for it.
     Dropped { scid: Scid },
+    /// (flow control) Our reader consumed this many bytes in all.
+    Consumed { scid: Scid, total: u64 },
+}
+
+/// A subchannel's flow control (both peers announced a window).
+#[derive(Debug)]
+pub(crate) struct Flow {
+    /// Permits to send: the peer's window, plus what its CREDITs gave back.
+    window: Arc<Semaphore>,
+    /// What our reader consumed, announced every `credit_every` bytes.
+    credit_every: u64,
+    /// Payload bytes written, and the peer's highest CREDIT (so a CREDIT can never give more
+    /// than was sent).
+    counts: Mutex<(u64, u64)>,
+}
+
+impl Flow {
+    /// A send window of `window` bytes; our reader credits every `credit_every` bytes.
+    pub(crate) fn new(window: usize, credit_every: usize) -> Flow {
+        Flow {
+            window: Arc::new(Semaphore::new(window)),
+            credit_every: credit_every.max(1) as u64,
+            counts: Mutex::new((0, 0)),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -38,6 +69,9 @@ struct Inbound {
     chunks: VecDeque<Vec<u8>>,
     offset: usize,
     bytes: usize,
+    /// Bytes read by our reader in all, and the total last announced (flow control).
+    consumed: u64,
+    credited: u64,
     eof: bool,
     reset: bool,
     reader: Option<Waker>,
@@ -52,16 +86,32 @@ pub(crate) struct Shared {
     limit: usize,
     /// Wakes the Dilation task when a reader drained its buffer below the limit.
     resume: Arc<Notify>,
+    /// Flow control, with a peer of ours.
+    flow: Option<Flow>,
 }
 
 impl Shared {
-    pub(crate) fn new(limit: usize, resume: Arc<Notify>) -> Arc<Shared> {
+    pub(crate) fn new(limit: usize, resume: Arc<Notify>, flow: Option<Flow>) -> Arc<Shared> {
         Arc::new(Shared {
             inbound: Mutex::new(Inbound::default()),
             write_refused: AtomicBool::new(false),
             limit,
             resume,
+            flow,
         })
+    }
+
+    /// (flow control) The peer's reader consumed `consumed` bytes in all: the window grows by
+    /// what is new, never beyond what we sent.
+    pub(crate) fn credit(&self, consumed: u64) {
+        let Some(flow) = &self.flow else { return };
+        let mut counts = flow.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let (sent, credited) = *counts;
+        let consumed = consumed.min(sent);
+        if consumed > credited {
+            counts.1 = consumed;
+            flow.window.add_permits((consumed - credited) as usize);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inbound> {
@@ -95,6 +145,9 @@ impl Shared {
     /// Refuses further writes (the subchannel is fully closed).
     pub(crate) fn refuse_writes(&self) {
         self.write_refused.store(true, Ordering::Relaxed);
+        if let Some(flow) = &self.flow {
+            flow.window.close(); // a writer waiting for credit wakes to the refusal
+        }
     }
 
     /// The Dilation ended under the stream: reads fail once the buffer is drained.
@@ -132,6 +185,8 @@ pub struct Subchannel {
     shared: Arc<Shared>,
     commands: mpsc::UnboundedSender<SubCommand>,
     budget: PollSemaphore,
+    /// (flow control) The send window.
+    window: Option<PollSemaphore>,
     write_closed: bool,
 }
 
@@ -143,12 +198,17 @@ impl Subchannel {
         commands: mpsc::UnboundedSender<SubCommand>,
         budget: Arc<Semaphore>,
     ) -> Subchannel {
+        let window = shared
+            .flow
+            .as_ref()
+            .map(|f| PollSemaphore::new(f.window.clone()));
         Subchannel {
             scid,
             subprotocol: subprotocol.into(),
             shared,
             commands,
             budget: PollSemaphore::new(budget),
+            window,
             write_closed: false,
         }
     }
@@ -198,6 +258,17 @@ impl AsyncRead for Subchannel {
         if was_over && i.bytes <= this.shared.limit {
             this.shared.resume.notify_one();
         }
+        if let Some(flow) = &this.shared.flow {
+            i.consumed += copied as u64;
+            if i.consumed - i.credited >= flow.credit_every {
+                i.credited = i.consumed;
+                let total = i.consumed;
+                let _ = this.commands.send(SubCommand::Consumed {
+                    scid: this.scid,
+                    total,
+                });
+            }
+        }
         if copied > 0 || i.eof {
             return Poll::Ready(Ok(()));
         }
@@ -229,15 +300,32 @@ impl AsyncWrite for Subchannel {
             return Poll::Ready(Ok(0));
         }
         let n = buf.len().min(MAX_DATA);
+        let ended = || {
+            Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the Dilation session ended",
+            )))
+        };
+        // the subchannel's window first (a slow reader at the peer stops this writer only),
+        // then the connection's budget; a window permit taken is given back if the budget waits
+        let window = match this
+            .window
+            .as_mut()
+            .map(|w| w.poll_acquire_many(cx, n as u32))
+        {
+            None => None,
+            Some(Poll::Pending) => return Poll::Pending,
+            Some(Poll::Ready(None)) => return ended(),
+            Some(Poll::Ready(Some(permit))) => Some(permit),
+        };
         match this.budget.poll_acquire_many(cx, n as u32) {
             Poll::Pending => return Poll::Pending,
-            Poll::Ready(None) => {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::BrokenPipe,
-                    "the Dilation session ended",
-                )))
-            }
+            Poll::Ready(None) => return ended(),
             Poll::Ready(Some(permit)) => permit.forget(),
+        }
+        if let (Some(permit), Some(flow)) = (window, &this.shared.flow) {
+            permit.forget();
+            flow.counts.lock().unwrap_or_else(|e| e.into_inner()).0 += n as u64;
         }
         let data = buf[..n].to_vec();
         if this

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use super::net::{self, ConnCommand, ConnHandle, NetEvent, Reports, READ_BATCHES, WRITE_BATCHES};
-use super::subchannel::{Shared, SubCommand, Subchannel};
+use super::subchannel::{Flow, Shared, SubCommand, Subchannel};
 use super::TaskCommand;
 use crate::dilation::config::{DilationConfig, DilationEvent};
 use crate::dilation::endpoint::{Action, ConnId, Endpoint, Event, OpenId};
@@ -308,11 +308,26 @@ impl Task {
                 }
             }
             Event::Sent { data_bytes } => self.budget.add_permits(data_bytes),
+            Event::Credit { scid, consumed } => {
+                if let Some(shared) = self.subs.get(&scid) {
+                    shared.credit(consumed);
+                }
+            }
         }
     }
 
     fn new_subchannel(&mut self, scid: Scid, subprotocol: &str) -> Subchannel {
-        let shared = Shared::new(self.inbound_limit, self.resume.clone());
+        // with flow control the peer cannot send more than our window: the pause (at twice it)
+        // is left for a peer that ignores it
+        let flow = self
+            .ep
+            .peer_window()
+            .map(|w| Flow::new(w, self.inbound_limit / 4));
+        let limit = match flow {
+            Some(_) => self.inbound_limit * 2,
+            None => self.inbound_limit,
+        };
+        let shared = Shared::new(limit, self.resume.clone(), flow);
         self.subs.insert(scid, shared.clone());
         Subchannel::new(
             scid,
@@ -352,6 +367,7 @@ impl Task {
                 let _ = self.ep.send_data(Instant::now(), scid, data);
             }
             SubCommand::Close { scid } => self.ep.close_subchannel(scid),
+            SubCommand::Consumed { scid, total } => self.ep.consumed(scid, total),
             SubCommand::Dropped { scid } => {
                 self.subs.remove(&scid);
                 self.ep.subchannel_dropped(scid);
