@@ -5,63 +5,12 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
+use common::cli::Fowl;
 use common::dilation::{pattern, sha};
 use fowl::server::mailbox::{serve, MailboxConfig};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
-
-struct Fowl {
-    child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
-    seen: Vec<String>,
-}
-
-impl Fowl {
-    fn spawn(args: &[String]) -> Fowl {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fowl"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Fowl {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The first line starting with `prefix`, also among lines already read.
-    async fn line(&mut self, prefix: &str) -> String {
-        if let Some(l) = self.seen.iter().find(|l| l.starts_with(prefix)) {
-            return l.clone();
-        }
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(30), self.lines.next_line())
-                .await
-                .unwrap_or_else(|_| panic!("no {prefix:?} line; seen {:?}", self.seen))
-                .unwrap()
-                .unwrap_or_else(|| panic!("fowl exited before {prefix:?}; seen {:?}", self.seen));
-            self.seen.push(line.clone());
-            if line.starts_with(prefix) {
-                return line;
-            }
-        }
-    }
-
-    async fn wait(&mut self) -> Option<i32> {
-        tokio::time::timeout(Duration::from_secs(5), self.child.wait())
-            .await
-            .expect("fowl exits")
-            .unwrap()
-            .code()
-    }
-}
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Echoes every connection on a unix socket.
 fn unix_echo(path: &std::path::Path) {
@@ -119,7 +68,7 @@ async fn invite_and_accept_forward_ipv6_unix_and_half_closed_streams() {
             format!("count:{counter}"),
         ];
         net(&mut args);
-        let mut inviter = Fowl::spawn(&args);
+        let mut inviter = Fowl::spawn(&args, &[]);
         let code = inviter.line("code: ").await["code: ".len()..].to_string();
 
         let v6_port = common::port_to_listen_on("::1");
@@ -135,7 +84,7 @@ async fn invite_and_accept_forward_ipv6_unix_and_half_closed_streams() {
             "count".into(),
         ];
         net(&mut args);
-        let mut acceptor = Fowl::spawn(&args);
+        let mut acceptor = Fowl::spawn(&args, &[]);
         let v1 = inviter.line("peer connected; verifier: ").await;
         let v2 = acceptor.line("peer connected; verifier: ").await;
         assert_eq!(v1, v2);

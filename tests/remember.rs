@@ -10,6 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::cli::Fowl as Cli;
 use common::dilation::{pattern, sha};
 use common::fowld::{echo_server, through, Fowld, Impl};
 use fowl::remember::{Generation, PeerFile, PeerStore};
@@ -368,62 +369,9 @@ async fn forgotten_edited_and_open_files_fail_cleanly_and_peers_lists_them() {
     assert!(text(&out).contains("already remembered"), "{}", text(&out));
 }
 
-/// `fowl` with plain output (not a terminal), its lines read as they come.
-struct Cli {
-    child: tokio::process::Child,
-    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
-    seen: Vec<String>,
-}
-
-impl Cli {
-    fn spawn(person: &Person, args: &[String]) -> Cli {
-        use tokio::io::AsyncBufReadExt;
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_fowl"))
-            .args(args)
-            .env("XDG_CONFIG_HOME", person.home.path())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        Cli {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The first line starting with `prefix`.
-    async fn line(&mut self, prefix: &str) -> String {
-        if let Some(l) = self.seen.iter().find(|l| l.starts_with(prefix)) {
-            return l.clone();
-        }
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(30), self.lines.next_line())
-                .await
-                .unwrap_or_else(|_| panic!("no {prefix:?}; seen {:?}", self.seen))
-                .unwrap()
-                .unwrap_or_else(|| panic!("fowl exited before {prefix:?}; seen {:?}", self.seen));
-            self.seen.push(line.clone());
-            if line.starts_with(prefix) {
-                return line;
-            }
-        }
-    }
-
-    /// Ctrl-C, then the exit status.
-    async fn interrupt(mut self) -> Option<i32> {
-        let pid = self.child.id().unwrap().to_string();
-        let _ = std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status();
-        tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .expect("fowl exits")
-            .unwrap()
-            .code()
-    }
+/// `fowl ARGS` as `person`.
+fn cli(person: &Person, args: &[String]) -> Cli {
+    Cli::spawn(args, &[("XDG_CONFIG_HOME", person.home.path())])
 }
 
 /// The README's everyday commands: `fowl invite/accept --remember`, then `fowl connect` on both
@@ -441,7 +389,7 @@ async fn the_readme_flow_invite_accept_remember_then_connect_by_name() {
             v
         };
         let s = |x: &str| x.to_string();
-        let mut a = Cli::spawn(
+        let mut a = cli(
             &alice,
             &net(vec![
                 s("invite"),
@@ -452,7 +400,7 @@ async fn the_readme_flow_invite_accept_remember_then_connect_by_name() {
             ]),
         );
         let code = a.line("code: ").await["code: ".len()..].to_string();
-        let mut b = Cli::spawn(
+        let mut b = cli(
             &bob,
             &net(vec![
                 s("accept"),
@@ -472,7 +420,7 @@ async fn the_readme_flow_invite_accept_remember_then_connect_by_name() {
         assert_eq!(b.interrupt().await, Some(0));
 
         for round in 2..=3 {
-            let mut a = Cli::spawn(
+            let mut a = cli(
                 &alice,
                 &net(vec![
                     s("connect"),
@@ -482,7 +430,7 @@ async fn the_readme_flow_invite_accept_remember_then_connect_by_name() {
                 ]),
             );
             a.line("meeting remembered peer bob").await;
-            let mut b = Cli::spawn(
+            let mut b = cli(
                 &bob,
                 &net(vec![s("connect"), s("alice"), s("-L"), s("echo")]),
             );

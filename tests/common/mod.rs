@@ -4,6 +4,7 @@
 //! and process is stopped when its fixture is dropped, also when a test fails.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod dilation;
 pub mod fowld;
 pub mod lab;
