@@ -91,6 +91,10 @@ async fn invite_and_accept_forward_ipv6_unix_and_half_closed_streams() {
         acceptor.line("v6: listening on port").await;
         acceptor.line("sock: listening on").await;
         let count_line = acceptor.line("count: listening on port ").await;
+        // the service side takes streams once it has each listener's answer
+        for name in ["v6", "sock", "count"] {
+            inviter.line(&format!("{name}: the peer listens")).await;
+        }
         let count_port: u16 = count_line["count: listening on port ".len()..]
             .split_whitespace()
             .next()

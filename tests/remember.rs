@@ -154,6 +154,8 @@ async fn reconnect(mailbox: &str, alice: &Person, bob: &Person, at_once: bool) -
     let port = a.expect("listening").await["listening_port"]
         .as_u64()
         .unwrap() as u16;
+    // the service side takes streams once it has the listener's answer
+    b.expect("awaiting-connect").await;
     let data = pattern(256 << 10, 11);
     assert_eq!(sha(&through(port, &data).await), sha(&data));
     let (ra, rb) = (
@@ -440,6 +442,8 @@ async fn the_readme_flow_invite_accept_remember_then_connect_by_name() {
             );
             assert_eq!(va, vb);
             let listening = b.line("echo: listening on port ").await;
+            // the service side takes streams once it has the listener's answer
+            a.line("echo: the peer listens").await;
             let port: u16 = listening["echo: listening on port ".len()..]
                 .split_whitespace()
                 .next()
