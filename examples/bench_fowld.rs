@@ -160,11 +160,16 @@ async fn idle_streams(port: u16, count: usize, pids: (u32, u32)) -> anyhow::Resu
 }
 
 fn rss_kib(pid: u32) -> f64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `kB` field of `/proc/PID/status` (`VmRSS:`, `VmHWM:`), NaN when unreadable.
+fn status_kib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         })
         .unwrap_or(f64::NAN)
@@ -187,14 +192,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
+    status_kib(pid, "VmHWM:") / 1024.0
 }
 
 async fn echo_server() -> anyhow::Result<u16> {

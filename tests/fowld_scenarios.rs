@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::dilation::{pattern, sha};
-use common::fowld::{echo_server, pair, through, Fowld, Impl};
+use common::fowld::{echo_server, pair, service, through, Fowld, Impl};
 use fowl::server::mailbox::{serve, MailboxConfig, MailboxServerHandle};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,17 +29,7 @@ async fn paired(mb: &MailboxServerHandle, a: Impl, b: Impl) -> (Fowld, Fowld) {
 
 /// `local` on `roost`, `remote` on `fledge` for an echo server; returns the listening port.
 async fn echo_service(roost: &mut Fowld, fledge: &mut Fowld, name: &str) -> u16 {
-    let echo = echo_server().await;
-    roost
-        .send_local(json!({"kind": "local", "name": name}))
-        .await;
-    fledge
-        .send(json!({"kind": "remote", "name": name, "local_connect_port": echo}))
-        .await;
-    fledge.expect("awaiting-connect").await;
-    roost.expect("listening").await["listening_port"]
-        .as_u64()
-        .unwrap() as u16
+    service(roost, fledge, name, echo_server().await).await
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -263,13 +253,7 @@ async fn the_reference_error_table() {
         // the service's server is not running
         let dead = common::RefusingPort::reserve();
         let dead_port = dead.port;
-        a.send_local(json!({"kind": "local", "name": "down"})).await;
-        b.send(json!({"kind": "remote", "name": "down", "local_connect_port": dead_port}))
-            .await;
-        b.expect("awaiting-connect").await;
-        let port = a.expect("listening").await["listening_port"]
-            .as_u64()
-            .unwrap() as u16;
+        let port = service(&mut a, &mut b, "down", dead_port).await;
         let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let _ = s.read_to_end(&mut rest).await;
         let refused = "Connection was refused by other side: 111: Connection refused.";
@@ -434,14 +418,7 @@ async fn a_slow_local_consumer_holds_both_daemons_back() {
                 tokio::time::sleep_until(due.into()).await;
             }
         });
-        a.send_local(json!({"kind": "local", "name": "sink"})).await;
-        b.send(json!({"kind": "remote", "name": "sink", "local_connect_port": sink_port}))
-            .await;
-        let port = a.expect("listening").await["listening_port"]
-            .as_u64()
-            .unwrap() as u16;
-        // b knows where streams go only from here on: a stream arriving earlier is refused
-        b.expect("awaiting-connect").await;
+        let port = service(&mut a, &mut b, "sink", sink_port).await;
         let (base_a, base_b) = (rss_kib(a.pid()), rss_kib(b.pid()));
         let (pa, pb) = (a.pid(), b.pid());
         let peak = std::sync::Arc::new(std::sync::Mutex::new((0u64, 0u64)));

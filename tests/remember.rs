@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::cli::Fowl as Cli;
 use common::dilation::{pattern, sha};
-use common::fowld::{echo_server, through, Fowld, Impl};
+use common::fowld::{echo_server, service, through, Fowld, Impl};
 use fowl::remember::{Generation, PeerFile, PeerStore};
 use fowl::server::mailbox::{serve, MailboxConfig, MailboxServerHandle};
 use serde_json::{json, Value};
@@ -147,15 +147,7 @@ async fn reconnect(mailbox: &str, alice: &Person, bob: &Person, at_once: bool) -
     );
     assert_eq!(pa["verifier"], pb["verifier"], "a fresh key both confirmed");
     // forwarding works as after a code
-    let echo = echo_server().await;
-    a.send_local(json!({"kind": "local", "name": "echo"})).await;
-    b.send(json!({"kind": "remote", "name": "echo", "local_connect_port": echo}))
-        .await;
-    let port = a.expect("listening").await["listening_port"]
-        .as_u64()
-        .unwrap() as u16;
-    // the service side takes streams once it has the listener's answer
-    b.expect("awaiting-connect").await;
+    let port = service(&mut a, &mut b, "echo", echo_server().await).await;
     let data = pattern(256 << 10, 11);
     assert_eq!(sha(&through(port, &data).await), sha(&data));
     let (ra, rb) = (

@@ -161,11 +161,6 @@ impl Remembering {
         }
     }
 
-    /// Whether the user already asked (pairing) or this is a reconnection.
-    pub fn is_asked(&self) -> bool {
-        self.name().is_some()
-    }
-
     /// The next action.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<RememberAction> {

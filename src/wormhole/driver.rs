@@ -34,7 +34,7 @@ pub struct Wormhole {
     stash: VecDeque<WormholeEvent>,
     outcome: Option<Result<Mood, WormholeError>>,
     task: JoinHandle<()>,
-    dilation_key: Option<Key>,
+    /// The session key, once confirmed (the Dilation key and others derive from it).
     key: Option<Key>,
     peer_can_dilate: Option<Vec<String>>,
 }
@@ -61,7 +61,6 @@ impl Wormhole {
             stash: VecDeque::new(),
             outcome: None,
             task,
-            dilation_key: None,
             key: None,
             peer_can_dilate: None,
         };
@@ -132,10 +131,7 @@ impl Wormhole {
     async fn recv_event(&mut self) -> Option<WormholeEvent> {
         let event = self.events.recv().await?;
         match &event {
-            WormholeEvent::KeyConfirmed {
-                dilation_key, key, ..
-            } => {
-                self.dilation_key = Some(*dilation_key);
+            WormholeEvent::KeyConfirmed { key, .. } => {
                 self.key = Some(*key);
             }
             WormholeEvent::PeerVersions { can_dilate, .. } => {
@@ -148,7 +144,7 @@ impl Wormhole {
 
     /// The Dilation key, once the key is confirmed.
     pub fn dilation_key(&self) -> Option<Key> {
-        self.dilation_key
+        self.key.as_ref().map(crate::key::dilation_key)
     }
 
     /// The peer's `can-dilate` list, once its `version` arrived.

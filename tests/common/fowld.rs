@@ -272,6 +272,22 @@ pub async fn pair(a: &mut Fowld, b: &mut Fowld) {
     assert_eq!(vb["versions"]["fowl"], json!({"features": ["core-v1"]}));
 }
 
+/// `local` on `roost`, `remote` on `fledge` for the service at 127.0.0.1:`port`, waiting until
+/// both took it (the service side knows where streams go only once it has the listener's
+/// answer: a stream arriving earlier is refused); returns the port `roost` listens on.
+pub async fn service(roost: &mut Fowld, fledge: &mut Fowld, name: &str, port: u16) -> u16 {
+    roost
+        .send_local(json!({"kind": "local", "name": name}))
+        .await;
+    fledge
+        .send(json!({"kind": "remote", "name": name, "local_connect_port": port}))
+        .await;
+    fledge.expect("awaiting-connect").await;
+    roost.expect("listening").await["listening_port"]
+        .as_u64()
+        .unwrap() as u16
+}
+
 /// An echo server on a free 127.0.0.1 port; returns the port.
 pub async fn echo_server() -> u16 {
     echo_server_at("127.0.0.1:0").await

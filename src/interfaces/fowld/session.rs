@@ -24,6 +24,8 @@ pub const EXIT_CLOSED: i32 = 0;
 pub const EXIT_CLOSE_TIMEOUT: i32 = 1;
 /// How long a closing side waits for the peer's `closing` (as Python's fowld).
 const WAIT_FOR_CLOSING: Duration = Duration::from_millis(1200);
+/// The refusal of a second `allocate-code`, `set-code` or `connect`.
+const CODE_GIVEN: &str = "a code was already allocated or set for this session";
 /// How long closing a wormhole that never met its peer may take.
 const LONELY_CLOSE: Duration = Duration::from_secs(1);
 
@@ -195,13 +197,7 @@ impl Session {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> i32 {
         let mut shutdown = std::pin::pin!(shutdown);
-        let mut config = WormholeConfig::new(&self.opts.appid, &self.opts.mailbox_url);
-        config.app_versions = app_versions();
-        remember::advertise(&mut config.app_versions, false);
-        config.dilation = true;
-        config.extra_root_certificates = self.opts.extra_root_certificates.clone();
-        config.proxy = self.opts.proxy.clone();
-        let wormhole = match Wormhole::connect(config).await {
+        let wormhole = match Wormhole::connect(self.wormhole_config(false)).await {
             Ok(w) => w,
             Err(e) => return self.report_closed(Err(e)),
         };
@@ -274,11 +270,7 @@ impl Session {
             }
             tokio::select! {
                 event = w.next_event() => match event {
-                    Some(WormholeEvent::Welcome { welcome, .. }) => self.emit(Status::Welcome {
-                        url: self.opts.mailbox_url.clone(),
-                        welcome,
-                        proxy: self.opts.proxy.as_ref().map(|p| p.to_string()),
-                    }),
+                    Some(WormholeEvent::Welcome { welcome, .. }) => self.welcome(welcome),
                     Some(WormholeEvent::CodeAllocated(code)) => {
                         self.emit(Status::CodeAllocated { code })
                     }
@@ -302,7 +294,7 @@ impl Session {
                     match cmd {
                         Err(e) => self.error(e.to_string()),
                         Ok(Command::AllocateCode { .. } | Command::SetCode { .. }) if code_given => {
-                            self.error("a code was already allocated or set for this session")
+                            self.error(CODE_GIVEN)
                         }
                         Ok(Command::AllocateCode { length }) => {
                             code_given = true;
@@ -316,7 +308,7 @@ impl Session {
                             Err(e) => self.error(e.to_string()),
                         },
                         Ok(Command::Connect { .. }) if code_given => {
-                            self.error("a code was already allocated or set for this session")
+                            self.error(CODE_GIVEN)
                         }
                         Ok(Command::Connect { name }) => match self.load_peer(&name) {
                             Ok(file) => {
@@ -342,6 +334,33 @@ impl Session {
                 _ = &mut *shutdown => return Keyed::Exit(self.close_lonely(w).await),
             }
         }
+    }
+
+    /// The wormhole configuration for the session's mailbox server and app id, with our
+    /// versions (`pending`: we wait at two generations of a remembered secret).
+    fn wormhole_config(&self, pending: bool) -> WormholeConfig {
+        let mut config = WormholeConfig::new(&self.opts.appid, &self.opts.mailbox_url);
+        config.app_versions = app_versions();
+        remember::advertise(&mut config.app_versions, pending);
+        config.dilation = true;
+        config.extra_root_certificates = self.opts.extra_root_certificates.clone();
+        config.proxy = self.opts.proxy.clone();
+        config
+    }
+
+    /// The mailbox server's `welcome`, reported.
+    fn welcome(&self, welcome: Value) {
+        self.emit(Status::Welcome {
+            url: self.opts.mailbox_url.clone(),
+            welcome,
+            proxy: self.opts.proxy.as_ref().map(|p| p.to_string()),
+        });
+    }
+
+    /// The session ends: a pairing that did not complete is reported (no message can go out).
+    fn end_remembering(&mut self) {
+        self.remembering.handle_close();
+        self.drive_remembering(|_| {});
     }
 
     /// The remembered peers' folder (opened once).
@@ -410,11 +429,7 @@ impl Session {
                 Err(e) => self.error(format!("the remembered relay is not usable: {e}")),
             }
         }
-        let mut config = WormholeConfig::new(&file.appid, &file.mailbox_url);
-        config.app_versions = app_versions();
-        remember::advertise(&mut config.app_versions, file.pending());
-        config.extra_root_certificates = self.opts.extra_root_certificates.clone();
-        config.proxy = self.opts.proxy.clone();
+        let config = self.wormhole_config(file.pending());
         let mut candidates: Vec<Candidate> = Vec::new();
         for generation in file.meeting_points() {
             let meet = generation.secret.rendezvous();
@@ -491,7 +506,7 @@ impl Session {
                         Ok(Command::Remember { .. }) => {
                             self.error("this session meets a remembered peer: it is remembered already")
                         }
-                        Ok(_) => self.error("a code was already allocated or set for this session"),
+                        Ok(_) => self.error(CODE_GIVEN),
                     }
                 }
                 _ = &mut *shutdown => return Keyed::Exit(self.close_candidates(candidates).await),
@@ -509,11 +524,7 @@ impl Session {
         match event {
             Some(WormholeEvent::Welcome { welcome, .. }) if !*welcomed => {
                 *welcomed = true;
-                self.emit(Status::Welcome {
-                    url: self.opts.mailbox_url.clone(),
-                    welcome,
-                    proxy: self.opts.proxy.as_ref().map(|p| p.to_string()),
-                });
+                self.welcome(welcome);
             }
             Some(WormholeEvent::KeyConfirmed { verifier, .. }) => c.verifier = Some(verifier),
             Some(WormholeEvent::PeerVersions { app_versions, .. }) => {
@@ -555,7 +566,7 @@ impl Session {
                 d.handle().ping(n);
             }
             Command::AllocateCode { .. } | Command::SetCode { .. } | Command::Connect { .. } => {
-                self.error("a code was already allocated or set for this session")
+                self.error(CODE_GIVEN)
             }
             Command::Remember { name } => {
                 self.remember(&name);
@@ -613,8 +624,7 @@ impl Session {
                     }
                     Some(DilationEvent::Wormhole(WormholeEvent::Pong(n))) => self.pong(n),
                     Some(DilationEvent::Wormhole(WormholeEvent::Closed(result))) => {
-                        self.remembering.handle_close();
-                        self.drive_remembering(|_| {});
+                        self.end_remembering();
                         return self.report_closed(result)
                     }
                     Some(_) => {}
@@ -649,8 +659,7 @@ impl Session {
         timeout: f64,
         peer_first: bool,
     ) -> i32 {
-        self.remembering.handle_close();
-        self.drive_remembering(|_| {});
+        self.end_remembering();
         engine.stop_listeners();
         d.send_message(json!({"closing": 0}).to_string().into_bytes());
         let all = async {
