@@ -5,14 +5,14 @@
 //! sealing the stream into Dilation-framed records (4-byte length, a 9-byte DATA header and up to
 //! 65510 bytes, ChaCha20-Poly1305 with ring as our Noise cipher) and one opening them.
 //!
-//!     scripts/bench.sh bench_fowld [--only rust|python|floor[,...]]
+//!     scripts/bench.sh bench_fowld [--only rust|python|floor|rust-direct|rust-relay|rust-pyrelay[,...]]
 //!
 //! CPU per GB is the two processes' user+system time (from /proc) during the bulk transfer,
 //! divided by the gigabytes moved; ratios are to the floor measured in the same run.
 //!
 //! Figures: setup (from starting both daemons to the first byte echoed through a forward),
 //! one-stream bulk throughput, 64-byte ping-pong round trips, 100 concurrent streams of
-//! 1 MiB echoed, and each daemon's peak RSS (VmHWM); our pair also relay-only, through our
+//! 1 MiB echoed, and each daemon's peak RSS (VmHWM) and RSS once set up; our pair also relay-only, through our
 //! relay and through Python's transit relay 0.5 (which does not set TCP_NODELAY). Needs a loopback-only network namespace
 //! (the daemons dial every address they advertise), which `scripts/bench.sh` provides.
 
@@ -109,11 +109,20 @@ async fn concurrent(port: u16, count: usize, limit: Duration) -> String {
             })
         })
         .collect();
-    let mut ok = 0;
+    let (mut ok, mut first_error) = (0, None);
     let all = async {
         for t in tasks {
-            if let Ok(Ok(true)) = t.await {
-                ok += 1;
+            match t.await {
+                Ok(Ok(true)) => ok += 1,
+                Ok(Ok(false)) => {
+                    first_error.get_or_insert_with(|| "data differed".to_string());
+                }
+                Ok(Err(e)) => {
+                    first_error.get_or_insert_with(|| e.to_string());
+                }
+                Err(e) => {
+                    first_error.get_or_insert_with(|| e.to_string());
+                }
             }
         }
     };
@@ -125,7 +134,11 @@ async fn concurrent(port: u16, count: usize, limit: Duration) -> String {
                 started.elapsed().as_secs_f64()
             )
         }
-        (true, n) => format!("{n}/{count} intact, {} failed", count - n),
+        (true, n) => format!(
+            "{n}/{count} intact, {} failed (the first: {})",
+            count - n,
+            first_error.unwrap_or_default()
+        ),
         (false, n) => format!("{n}/{count} within {} s (timed out)", limit.as_secs()),
     }
 }
@@ -144,7 +157,7 @@ async fn idle_streams(port: u16, count: usize, pids: (u32, u32)) -> anyhow::Resu
     tokio::time::sleep(Duration::from_millis(500)).await; // let the daemons settle
     let after = (rss_kib(pids.0), rss_kib(pids.1));
     drop(held);
-    // the daemons close 4000 subchannels (CLOSE both ways, then ACKs): opens beyond
+    // the daemons close the idle subchannels (CLOSE both ways, then ACKs): opens beyond
     // `max_subchannels` meanwhile would be refused
     tokio::time::sleep(Duration::from_secs(3)).await;
     let per = |a: f64, b: f64| (b - a) / count as f64;
@@ -242,7 +255,9 @@ struct Figures {
     rtt_p99_us: f64,
     concurrent: String,
     rss: Option<(f64, f64)>,
-    /// Rust direct only: 1000 concurrent streams and 4000 idle ones (below `max_subchannels`).
+    /// Each daemon's RSS once set up (before the first transfer), MiB.
+    base_rss: Option<(f64, f64)>,
+    /// Rust direct only: 1000 concurrent streams and 10,000 idle ones (below `max_subchannels`).
     scale: Option<String>,
 }
 
@@ -313,12 +328,14 @@ async fn run(
     s.read_exact(&mut [0u8]).await?;
     let setup_ms = spawned.elapsed().as_secs_f64() * 1e3;
     drop(s);
+    let base_rss = (rss_kib(pa) / 1024.0, rss_kib(pb) / 1024.0);
 
     let pids = Some((pa, pb));
     let mut figures = measure(which, &ports, pids, &mut sunk, setup_ms, bulk_mib, rounds).await?;
+    figures.base_rss = Some(base_rss);
     if scale {
         // idle first: the concurrent streams leave freed memory that RSS would count
-        let idle = idle_streams(ports[3], 4000, (pa, pb)).await?;
+        let idle = idle_streams(ports[3], 10_000, (pa, pb)).await?;
         let many = concurrent(ports[2], 1000, Duration::from_secs(60)).await;
         figures.scale = Some(format!("1000 concurrent streams of 1 MiB: {many}; {idle}"));
     }
@@ -390,11 +407,13 @@ async fn measure(
         rtt_p99_us,
         concurrent,
         rss: pids.map(|_| (peak_rss_mib(pa), peak_rss_mib(pb))),
+        base_rss: None,
         scale: None,
     })
 }
 
 fn main() -> anyhow::Result<()> {
+    fowl::interfaces::raise_open_files_limit();
     let args: Vec<String> = std::env::args().collect();
     if let [_, flag] = &args[..] {
         if flag == "--echo" {
@@ -509,6 +528,7 @@ async fn bench(args: Vec<String>) -> anyhow::Result<()> {
     }
     let rust = ours.display().to_string();
     // implementation, path, program, its extra arguments, bulk MiB, ping-pong rounds
+    // (`--only` also takes `rust-direct`, `rust-relay`, `rust-pyrelay`)
     type Run<'a> = (&'a str, &'a str, String, Vec<&'a str>, usize, usize);
     let runs: [Run; 4] = [
         (
@@ -538,7 +558,12 @@ async fn bench(args: Vec<String>) -> anyhow::Result<()> {
         ("python", "direct", python, vec![], 256, 40),
     ];
     for (which, path, program, extra, bulk, rounds) in runs {
-        if !wanted(which) {
+        let key = match path {
+            "direct" => "direct",
+            "our relay" => "relay",
+            _ => "pyrelay",
+        };
+        if !wanted(which) && !wanted(&format!("{which}-{key}")) {
             continue;
         }
         let scale = which == "rust" && path == "direct";
@@ -571,9 +596,13 @@ fn print_row(which: &str, path: &str, bulk: usize, f: &Figures, floor: Option<&F
         ),
         _ => "-".into(),
     };
-    let rss = f
-        .rss
-        .map_or("-".into(), |(a, b)| format!("{a:.1} / {b:.1} MiB"));
+    let rss = match (f.rss, f.base_rss) {
+        (Some((a, b)), Some((a0, b0))) => {
+            format!("{a:.1} / {b:.1} MiB (set up: {a0:.1} / {b0:.1})")
+        }
+        (Some((a, b)), None) => format!("{a:.1} / {b:.1} MiB"),
+        _ => "-".into(),
+    };
     println!(
         "| {which} | {path} | {setup} | {:.0} MB/s ({bulk} MiB) | {cpu_text} | {ratio} | {:.0} / {:.0} µs | {} | {rss} |",
         f.bulk_mb_s, f.rtt_median_us, f.rtt_p99_us, f.concurrent,

@@ -52,22 +52,36 @@ enum Command {
     Man,
 }
 
-#[tokio::main]
-async fn main() {
-    let code = match run().await {
-        Ok(code) => code,
-        Err(e) => {
-            // the text may carry a server's or a peer's words: escaped for the terminal
-            eprintln!("fowl: {}", cli::render::clean(&format!("{e:#}")));
-            1
+fn main() {
+    fowl::interfaces::tune_allocator();
+    fowl::interfaces::raise_open_files_limit();
+    let args = cli::python_habits(std::env::args_os().collect());
+    let cli = Cli::parse_from(args);
+    // the server serves many clients on every core; a peer's forwarding runs on one thread (no
+    // wake-ups across threads on the data path: less CPU per GB, README)
+    let runtime = match cli.command {
+        Command::Server(_) => tokio::runtime::Runtime::new(),
+        _ => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+    }
+    .expect("a tokio runtime");
+    let code = runtime.block_on(async {
+        match run(cli).await {
+            Ok(code) => code,
+            Err(e) => {
+                // the text may carry a server's or a peer's words: escaped for the terminal
+                eprintln!("fowl: {}", cli::render::clean(&format!("{e:#}")));
+                1
+            }
         }
-    };
+    });
+    // a thread may still block on a read of stdin: do not wait for it
+    runtime.shutdown_background();
     std::process::exit(code);
 }
 
-async fn run() -> anyhow::Result<i32> {
-    let args = cli::python_habits(std::env::args_os().collect());
-    let cli = Cli::parse_from(args);
+async fn run(cli: Cli) -> anyhow::Result<i32> {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
     let logs = tracing_subscriber::fmt()

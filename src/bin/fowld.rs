@@ -24,6 +24,8 @@ struct Cli {
 }
 
 fn main() {
+    fowl::interfaces::tune_allocator();
+    fowl::interfaces::raise_open_files_limit();
     let cli = Cli::parse();
     if cli.version {
         let v = env!("CARGO_PKG_VERSION");
@@ -59,7 +61,12 @@ fn main() {
         appid: cli.network.appid.clone(),
         proxy,
     };
-    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    // one thread: every task of the daemon on it, no wake-ups across threads on the data path
+    // (measured: less CPU per GB and more throughput than a multi-threaded runtime, README)
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
     let code = runtime.block_on(run(options));
     // the stdin thread may still block on a read: do not wait for it
     runtime.shutdown_background();

@@ -191,7 +191,7 @@ impl Default for DilationConfig {
             inbound_limit: 1 << 20,
             max_pending_opens: 64,
             max_held: 256,
-            max_subchannels: 4096,
+            max_subchannels: 16384,
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(30),
             flush_timeout: Duration::from_secs(5),

@@ -8,8 +8,9 @@ use super::events::{Event, EventQueue, StreamId};
 use super::ForwardError;
 use crate::dilation::Subchannel;
 
-/// Bytes read at a time from either side once a stream moves data in bulk.
-const CHUNK: usize = 32 * 1024;
+/// Bytes read at a time from either side once a stream moves data in bulk: one whole DATA
+/// record (halving the records per byte of a 32 KiB chunk halves the per-record work).
+const CHUNK: usize = crate::dilation::MAX_DATA;
 /// Bytes read at a time until a read fills them: an idle or interactive stream (a shell) keeps
 /// this small buffer, so that thousands of open streams cost little memory.
 const FIRST_CHUNK: usize = 2 * 1024;

@@ -1,6 +1,8 @@
 //! What the forwarding engine reports, and the queue that carries it to a slow consumer without
 //! ever blocking the engine: byte counts for a stream that are still queued are added up in place,
-//! so totals stay exact while the queue holds at most one count per stream and direction.
+//! so totals stay exact while the queue holds at most one count per stream and direction. Byte
+//! counts reach the consumer at most every 50 ms (`COUNT_INTERVAL`), as a bulk stream would
+//! otherwise wake it for every chunk; every other event wakes it at once.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -203,8 +205,16 @@ pub const PEER_ERRORS_PER_WINDOW: u32 = 10;
 /// See [`PEER_ERRORS_PER_WINDOW`].
 pub const PEER_ERROR_WINDOW: Duration = Duration::from_secs(1);
 
+/// Byte counts are handed to the consumer at most this often (20 times a second); they add up
+/// in place meanwhile. Any other event takes them along at once, in order.
+pub const COUNT_INTERVAL: Duration = Duration::from_millis(50);
+
 #[derive(Default)]
 struct Queue {
+    /// The consumer waits in [`EventQueue::drain`]: a push wakes it.
+    waiting: bool,
+    /// When byte counts were last handed out.
+    counts_drained: Option<Instant>,
     items: VecDeque<Event>,
     /// `error` events among `items`, and those dropped since the last drain.
     errors: usize,
@@ -297,8 +307,15 @@ impl EventQueue {
 
     /// Queues `event`; a byte count joins a count of the same stream and direction still queued.
     pub fn push(&self, event: Event) {
-        self.lock().push(event);
-        self.inner.1.notify_one();
+        let mut q = self.lock();
+        // a count wakes a consumer waiting on an empty queue (it then holds counts until their
+        // interval is over); anything else wakes it at once
+        let wake = q.waiting && (count_of(&event).is_none() || q.items.is_empty());
+        q.push(event);
+        drop(q);
+        if wake {
+            self.inner.1.notify_one();
+        }
     }
 
     /// Queues an `error` the peer caused (a refused request, abuse of a bound): at most
@@ -314,29 +331,51 @@ impl EventQueue {
         if q.peer_shown < PEER_ERRORS_PER_WINDOW {
             q.peer_shown += 1;
             q.push(Event::Error(text));
-            self.inner.1.notify_one();
+            if q.waiting {
+                self.inner.1.notify_one();
+            }
         } else {
             q.peer_suppressed += 1;
         }
     }
 
-    /// Takes everything queued, waiting up to `wait` for something to arrive. An empty result
-    /// after [`close`](Self::close) means the end.
+    /// Takes everything queued, waiting up to `wait` for something to arrive (byte counts alone
+    /// are held until `COUNT_INTERVAL` (50 ms) after the last ones were taken, within `wait`). An empty
+    /// result after [`close`](Self::close) means the end.
     pub fn drain(&self, wait: Duration) -> Vec<Event> {
         self.drain_at(wait, Instant::now)
     }
 
     fn drain_at(&self, wait: Duration, now: impl Fn() -> Instant) -> Vec<Event> {
+        let deadline = now() + wait;
         let mut q = self.lock();
-        if q.items.is_empty() && !q.closed {
+        loop {
+            let t = now();
+            // anything but counts, or the end: take it all now
+            if q.closed || q.items.len() > q.counts.len() || t >= deadline {
+                break;
+            }
+            let until = match q.items.is_empty() {
+                true => deadline,
+                false => match q.counts_drained.map(|d| d + COUNT_INTERVAL) {
+                    Some(due) if due > t => due.min(deadline),
+                    _ => break,
+                },
+            };
+            q.waiting = true;
             q = self
                 .inner
                 .1
-                .wait_timeout(q, wait)
+                .wait_timeout(q, until - t)
                 .map(|(q, _)| q)
                 .unwrap_or_else(|e| e.into_inner().0);
+            q.waiting = false;
         }
-        q.end_peer_window(now());
+        let t = now();
+        if !q.counts.is_empty() {
+            q.counts_drained = Some(t);
+        }
+        q.end_peer_window(t);
         let mut out: Vec<Event> = q.items.drain(..).collect();
         q.base += out.len() as u64;
         q.counts.clear();
@@ -422,6 +461,56 @@ mod tests {
         );
         q.close();
         assert!(q.drain(Duration::from_secs(5)).is_empty());
+    }
+
+    #[test]
+    fn counts_are_held_for_their_interval_but_other_events_take_them_along_at_once() {
+        let q = EventQueue::default();
+        q.push(Event::BytesIn { id: 1, bytes: 1 });
+        // the first count since none were taken comes at once
+        assert_eq!(
+            q.drain(Duration::from_secs(30)),
+            vec![Event::BytesIn { id: 1, bytes: 1 }]
+        );
+        // counts alone wait out the interval (a consumer that waits long enough gets them
+        // without anything else arriving), adding up in place
+        q.push(Event::BytesIn { id: 1, bytes: 2 });
+        q.push(Event::BytesIn { id: 1, bytes: 3 });
+        let started = Instant::now();
+        assert_eq!(
+            q.drain(Duration::from_secs(30)),
+            vec![Event::BytesIn { id: 1, bytes: 5 }]
+        );
+        assert!(started.elapsed() < Duration::from_secs(30));
+        // another event wakes a waiting consumer and the held counts come before it
+        q.push(Event::BytesOut { id: 1, bytes: 7 });
+        let pusher = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                // once the consumer waits on the held count
+                for _ in 0..10_000 {
+                    if q.lock().waiting {
+                        break;
+                    }
+                    std::thread::yield_now();
+                }
+                q.push(Event::IncomingDone { id: 1 });
+            })
+        };
+        let got = q.drain(Duration::from_secs(30));
+        pusher.join().unwrap();
+        let mut got = got;
+        if got.len() == 1 {
+            // the consumer took the count when its interval ended, before the push
+            got.extend(q.drain(Duration::from_secs(30)));
+        }
+        assert_eq!(
+            got,
+            vec![
+                Event::BytesOut { id: 1, bytes: 7 },
+                Event::IncomingDone { id: 1 }
+            ]
+        );
     }
 
     #[test]

@@ -96,6 +96,11 @@ pub(super) async fn run(
     let mut commands_open = true;
     let mut address_check = tokio::time::interval(ADDRESS_CHECK);
     address_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // the endpoint's timer: one sleep, moved only when the deadline changes (not a new timer
+    // for every turn of the loop, which runs for every batch of records)
+    let timer = tokio::time::sleep(ADDRESS_CHECK);
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
     let outcome = loop {
         t.pump(&mut wormhole).await;
         if t.ep.is_finished(Instant::now()) {
@@ -104,7 +109,13 @@ pub(super) async fn run(
         let writer = t.link.as_ref().map(|(_, w)| w.clone());
         let reading = t.ep.wants_read();
         let wants_transmit = writer.is_some() && t.ep.wants_transmit();
-        let deadline = t.ep.poll_timeout().map(tokio::time::Instant::from_std);
+        let deadline = t.ep.poll_timeout();
+        if deadline != armed {
+            if let Some(d) = deadline {
+                timer.as_mut().reset(tokio::time::Instant::from_std(d));
+            }
+            armed = deadline;
+        }
         tokio::select! {
             event = wormhole.next_event() => match event {
                 Some(WormholeEvent::Closed(outcome)) => break Some(outcome),
@@ -152,7 +163,8 @@ pub(super) async fn run(
                 let addresses = net::interface_addresses(t.ipv6);
                 t.ep.handle_addresses(Instant::now(), addresses);
             }
-            _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
+            () = &mut timer, if armed.is_some() => {
+                armed = None;
                 t.ep.handle_timeout(Instant::now());
             }
         }
