@@ -257,6 +257,8 @@ struct Figures {
     rss: Option<(f64, f64)>,
     /// Each daemon's RSS once set up (before the first transfer), MiB.
     base_rss: Option<(f64, f64)>,
+    /// Each daemon's peak RSS after the bulk transfer (before the concurrent streams), MiB.
+    bulk_rss: Option<(f64, f64)>,
     /// Rust direct only: 1000 concurrent streams and 10,000 idle ones (below `max_subchannels`).
     scale: Option<String>,
 }
@@ -379,6 +381,7 @@ async fn measure(
         )
     });
     drop(s);
+    let bulk_rss = pids.map(|_| (peak_rss_mib(pa), peak_rss_mib(pb)));
 
     // 64-byte ping-pong
     let mut s = TcpStream::connect(("127.0.0.1", ports[1])).await?;
@@ -407,6 +410,7 @@ async fn measure(
         rtt_p99_us,
         concurrent,
         rss: pids.map(|_| (peak_rss_mib(pa), peak_rss_mib(pb))),
+        bulk_rss,
         base_rss: None,
         scale: None,
     })
@@ -596,11 +600,11 @@ fn print_row(which: &str, path: &str, bulk: usize, f: &Figures, floor: Option<&F
         ),
         _ => "-".into(),
     };
-    let rss = match (f.rss, f.base_rss) {
-        (Some((a, b)), Some((a0, b0))) => {
-            format!("{a:.1} / {b:.1} MiB (set up: {a0:.1} / {b0:.1})")
-        }
-        (Some((a, b)), None) => format!("{a:.1} / {b:.1} MiB"),
+    let rss = match (f.rss, f.base_rss, f.bulk_rss) {
+        (Some((a, b)), Some((a0, b0)), Some((a1, b1))) => format!(
+            "{a:.1} / {b:.1} MiB (set up: {a0:.1} / {b0:.1}; peak after the bulk stream: {a1:.1} / {b1:.1})"
+        ),
+        (Some((a, b)), ..) => format!("{a:.1} / {b:.1} MiB"),
         _ => "-".into(),
     };
     println!(

@@ -345,3 +345,50 @@ async fn a_stalled_subchannel_stops_only_its_own_writer_within_its_window() {
     .await
     .unwrap();
 }
+
+/// The halves' copy-free calls: what a reservation does not use goes back to the write budget
+/// and the subchannel's window (else 4 MiB of budget would be gone after 64 small sends of
+/// reserved whole records and the writer would wait for ever), and each record arrives whole.
+#[tokio::test]
+async fn reserved_sends_give_back_what_they_did_not_use_and_chunks_arrive_whole() {
+    common::init_logging();
+    common::require_loopback_only();
+    let servers = common::RustServers::start();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let (a, b) = pair(&servers.url(), with_side(LEADER), with_side(FOLLOWER)).await;
+        let mut listener = b.listen("chunks");
+        let sa = a.open("chunks").await.unwrap();
+        let (_ra, mut wa) = sa.into_split();
+        let sb = listener.accept().await.unwrap();
+        let (mut rb, _wb) = sb.into_split();
+        const SENDS: usize = 1000; // far more whole-record reservations than the budget holds
+        let receiver = tokio::spawn(async move {
+            let mut chunks = Vec::new();
+            while let Some(chunk) = rb.read_chunk().await.unwrap() {
+                chunks.push(chunk);
+            }
+            chunks
+        });
+        for i in 0..SENDS {
+            wa.reserve(fowl::dilation::MAX_DATA).await.unwrap();
+            let data = format!("record {i}").into_bytes();
+            wa.send_reserved(data, fowl::dilation::MAX_DATA).unwrap();
+        }
+        wa.write_owned(pattern(3 * fowl::dilation::MAX_DATA + 5, 9))
+            .await
+            .unwrap();
+        wa.shutdown().await.unwrap();
+        let chunks = receiver.await.unwrap();
+        assert_eq!(chunks.len(), SENDS + 4, "one chunk per record");
+        for (i, chunk) in chunks.iter().take(SENDS).enumerate() {
+            assert_eq!(chunk, format!("record {i}").as_bytes());
+        }
+        let big: Vec<u8> = chunks[SENDS..].concat();
+        assert_eq!(big, pattern(3 * fowl::dilation::MAX_DATA + 5, 9));
+        assert_eq!(chunks[SENDS].len(), fowl::dilation::MAX_DATA);
+        assert_eq!(a.close().await, Ok(Mood::Happy));
+        assert_eq!(b.close().await, Ok(Mood::Happy));
+    })
+    .await
+    .unwrap();
+}

@@ -164,7 +164,7 @@ pub struct DilationConfig {
     pub flush_timeout: Duration,
     /// How long an ACK may wait for a record of ours to ride with, so that an answer does not
     /// follow our ACK as a second small write (a relay without TCP_NODELAY would hold it for the
-    /// peer's delayed TCP ACK, about 40 ms); an ACK goes at once after 64 KiB received. Zero:
+    /// peer's delayed TCP ACK, about 40 ms); an ACK goes at once after 256 KiB received. Zero:
     /// every ACK at once, as Python does.
     pub ack_delay: Duration,
     /// Fixes our Dilation side (16 hex digits) instead of a random one; the larger side leads.

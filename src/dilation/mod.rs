@@ -17,7 +17,10 @@ pub(crate) mod session;
 pub use config::{
     DilationConfig, DilationEvent, LossReason, PathKind, PeerAbuse, DEFAULT_LIVENESS_INTERVAL,
 };
-pub use driver::{Dilated, DilatedHandle, FullyClosed, Subchannel, SubchannelListener, MAX_DATA};
+pub use driver::{
+    Dilated, DilatedHandle, FullyClosed, Subchannel, SubchannelListener, SubchannelReader,
+    SubchannelWriter, MAX_DATA,
+};
 pub use endpoint::Endpoint;
 pub use hints::RelayLocation;
 pub use l2::Role;

@@ -58,7 +58,7 @@ const MAX_QUEUED_PONGS: usize = 16;
 pub const MAX_UNACKED_REFUSALS: usize = 1024;
 /// With a delay set, an ACK goes out at once all the same once this many bytes of records were
 /// received since the last one (a bulk sender's unacknowledged queue keeps moving).
-pub const ACK_EVERY_BYTES: usize = 64 << 10;
+pub const ACK_EVERY_BYTES: usize = 256 << 10;
 
 /// What the driver must do after a timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

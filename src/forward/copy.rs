@@ -1,42 +1,35 @@
 //! Copies one forwarded stream both ways between a local socket and its subchannel, counting
 //! bytes. Backpressure is end to end: each direction writes a chunk before reading the next.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::endpoint::LocalStream;
 use super::events::{Event, EventQueue, StreamId};
 use super::ForwardError;
 use crate::dilation::Subchannel;
 
-/// Bytes read at a time from either side once a stream moves data in bulk: one whole DATA
+/// Bytes read at a time from the local stream once it moves data in bulk: one whole DATA
 /// record (halving the records per byte of a 32 KiB chunk halves the per-record work).
 const CHUNK: usize = crate::dilation::MAX_DATA;
-/// Bytes read at a time until a read fills them: an idle or interactive stream (a shell) keeps
-/// this small buffer, so that thousands of open streams cost little memory.
+/// Bytes read at a time while reads come back small (an interactive stream, a shell): the
+/// buffer, taken only once the socket is readable, and the budget reserved for it stay small.
 const FIRST_CHUNK: usize = 2 * 1024;
 
-/// A read buffer that starts at [`FIRST_CHUNK`] and grows to [`CHUNK`] after a read filled it.
-/// Its spare capacity is read into, never zeroed first.
-struct Buffer(Vec<u8>);
-
-impl Buffer {
-    fn new() -> Buffer {
-        Buffer(Vec::with_capacity(FIRST_CHUNK))
-    }
-
-    /// Empties the buffer for the next read, larger if the last one filled it.
-    fn next(&mut self) -> &mut Vec<u8> {
-        if self.0.len() == self.0.capacity() && self.0.capacity() < CHUNK {
-            self.0 = Vec::with_capacity(CHUNK);
-        }
-        self.0.clear();
-        &mut self.0
+/// The size of the next read's buffer: the whole record once a read filled the buffer, the
+/// small one again once a read came back small.
+fn next_size(size: usize, read: usize) -> usize {
+    match read {
+        n if n == size => CHUNK,
+        n if n <= FIRST_CHUNK => FIRST_CHUNK,
+        _ => size,
     }
 }
 
 /// Forwards until both directions ended. An end of the local stream half-closes the subchannel
 /// (a full close toward a Python peer, which then closes its side); an end of the subchannel
-/// half-closes the local stream, or closes it entirely when the peer closed fully.
+/// half-closes the local stream, or closes it entirely when the peer closed fully. Data moves
+/// without copies of ours: each local read fills a buffer that becomes the record sent (it is
+/// kept until the peer acknowledges it), and each received record is written out as it is.
 pub async fn forward(
     local: LocalStream,
     sub: Subchannel,
@@ -44,18 +37,36 @@ pub async fn forward(
     events: &EventQueue,
 ) -> Result<(), ForwardError> {
     let fully_closed = sub.fully_closed();
-    let (mut lr, mut lw) = tokio::io::split(local);
-    let (mut sr, mut sw) = tokio::io::split(sub);
+    let (lr, mut lw) = local.into_split();
+    let (mut sr, mut sw) = sub.into_split();
     let up = async {
-        let mut buf = Buffer::new();
+        let mut size = FIRST_CHUNK;
         loop {
-            let n = lr.read_buf(buf.next()).await?;
+            // readable, then room to send, then a buffer: streams that wait hold none
+            lr.readable().await?;
+            sw.reserve(size).await.map_err(ForwardError::PeerClosed)?;
+            let mut buf = Vec::with_capacity(size);
+            let n = match lr.try_read_buf(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    sw.send_reserved(Vec::new(), size)
+                        .map_err(ForwardError::PeerClosed)?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             if n == 0 {
+                let _ = sw.send_reserved(Vec::new(), size);
                 let _ = sw.shutdown().await;
                 return Ok::<(), ForwardError>(());
             }
-            sw.write_all(&buf.0[..n])
-                .await
+            let reserved = size;
+            size = next_size(size, n);
+            if n < buf.capacity() / 2 {
+                // a few bytes do not keep a whole record's buffer while they wait for their ACK
+                buf.shrink_to_fit();
+            }
+            sw.send_reserved(buf, reserved)
                 .map_err(ForwardError::PeerClosed)?;
             events.push(Event::BytesIn {
                 id,
@@ -64,17 +75,15 @@ pub async fn forward(
         }
     };
     let down = async {
-        let mut buf = Buffer::new();
         loop {
-            let n = sr.read_buf(buf.next()).await?;
-            if n == 0 {
+            let Some(chunk) = sr.read_chunk().await? else {
                 let _ = lw.shutdown().await;
                 return Ok::<bool, ForwardError>(fully_closed.get());
-            }
-            lw.write_all(&buf.0[..n]).await?;
+            };
+            lw.write_all(&chunk).await?;
             events.push(Event::BytesOut {
                 id,
-                bytes: n as u64,
+                bytes: chunk.len() as u64,
             });
         }
     };

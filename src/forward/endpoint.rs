@@ -4,16 +4,103 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::AsyncWrite;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::policy::{ConnectTo, ListenAt};
 
 /// A local stream of either kind.
-pub trait LocalIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> LocalIo for T {}
+pub enum LocalStream {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixStream),
+}
 
-pub type LocalStream = Box<dyn LocalIo>;
+/// The reading half of a [`LocalStream`]: readiness first, then a read that does not wait, so
+/// that a buffer is taken only once there is something to read (and room to send it).
+pub enum LocalReader {
+    Tcp(tokio::net::tcp::OwnedReadHalf),
+    #[cfg(unix)]
+    Unix(tokio::net::unix::OwnedReadHalf),
+}
+
+/// The writing half of a [`LocalStream`] (dropping it shuts the stream down for writing).
+pub enum LocalWriter {
+    Tcp(tokio::net::tcp::OwnedWriteHalf),
+    #[cfg(unix)]
+    Unix(tokio::net::unix::OwnedWriteHalf),
+}
+
+impl LocalStream {
+    pub fn into_split(self) -> (LocalReader, LocalWriter) {
+        match self {
+            LocalStream::Tcp(s) => {
+                let (r, w) = s.into_split();
+                (LocalReader::Tcp(r), LocalWriter::Tcp(w))
+            }
+            #[cfg(unix)]
+            LocalStream::Unix(s) => {
+                let (r, w) = s.into_split();
+                (LocalReader::Unix(r), LocalWriter::Unix(w))
+            }
+        }
+    }
+}
+
+impl LocalReader {
+    /// Waits until a read would not block (data, the end of the stream or an error).
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            LocalReader::Tcp(r) => r.readable().await,
+            #[cfg(unix)]
+            LocalReader::Unix(r) => r.readable().await,
+        }
+    }
+
+    /// Reads what is there into `buf`'s spare capacity without waiting (`WouldBlock` if
+    /// nothing is); 0 at the end of the stream.
+    pub fn try_read_buf(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        match self {
+            LocalReader::Tcp(r) => r.try_read_buf(buf),
+            #[cfg(unix)]
+            LocalReader::Unix(r) => r.try_read_buf(buf),
+        }
+    }
+}
+
+impl AsyncWrite for LocalWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            LocalWriter::Tcp(w) => Pin::new(w).poll_write(cx, buf),
+            #[cfg(unix)]
+            LocalWriter::Unix(w) => Pin::new(w).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            LocalWriter::Tcp(w) => Pin::new(w).poll_flush(cx),
+            #[cfg(unix)]
+            LocalWriter::Unix(w) => Pin::new(w).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            LocalWriter::Tcp(w) => Pin::new(w).poll_shutdown(cx),
+            #[cfg(unix)]
+            LocalWriter::Unix(w) => Pin::new(w).poll_shutdown(cx),
+        }
+    }
+}
 
 /// Backlog of our listeners: a burst of clients connecting at once is queued, not reset.
 const BACKLOG: i32 = 1024;
@@ -151,10 +238,10 @@ impl Listener {
             Listener::Tcp(l) => {
                 let (s, _) = l.accept().await?;
                 let _ = s.set_nodelay(true);
-                Ok(Box::new(s))
+                Ok(LocalStream::Tcp(s))
             }
             #[cfg(unix)]
-            Listener::Unix(l, _) => Ok(Box::new(l.accept().await?.0)),
+            Listener::Unix(l, _) => Ok(LocalStream::Unix(l.accept().await?.0)),
         }
     }
 }
@@ -166,7 +253,7 @@ pub async fn connect(to: &ConnectTo) -> Result<LocalStream, EndpointError> {
         ConnectTo::Tcp { host, port } => match TcpStream::connect((bare_host(host), *port)).await {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
-                Ok(Box::new(s))
+                Ok(LocalStream::Tcp(s))
             }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 Err(EndpointError::Refused {
@@ -180,7 +267,7 @@ pub async fn connect(to: &ConnectTo) -> Result<LocalStream, EndpointError> {
         },
         #[cfg(unix)]
         ConnectTo::Unix(path) => match tokio::net::UnixStream::connect(path).await {
-            Ok(s) => Ok(Box::new(s)),
+            Ok(s) => Ok(LocalStream::Unix(s)),
             Err(e) => Err(EndpointError::Connect {
                 at: path.display().to_string(),
                 reason: e.to_string(),

@@ -22,7 +22,7 @@ pub fn tune_allocator() {
 
 /// Free memory a malloc arena keeps instead of returning it (and the size from which blocks
 /// are mapped on their own), see [`tune_allocator`].
-pub const KEPT_FREE: usize = 4 << 20;
+pub const KEPT_FREE: usize = 1 << 20;
 
 /// Raises this process's limit on open files to its hard limit: every forwarded stream holds a
 /// local socket, and the usual soft limit of 1024 would refuse streams long before [`DilationConfig::max_subchannels`](crate::dilation::DilationConfig)

@@ -9,7 +9,7 @@ mod task;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-pub use subchannel::{FullyClosed, Subchannel, MAX_DATA};
+pub use subchannel::{FullyClosed, Subchannel, SubchannelReader, SubchannelWriter, MAX_DATA};
 
 use super::config::{DilationConfig, DilationEvent};
 use super::manager::DilationError;

@@ -1,4 +1,8 @@
-//! [`Subchannel`]: one Dilation subchannel as a tokio `AsyncRead + AsyncWrite` stream.
+//! [`Subchannel`]: one Dilation subchannel as a tokio `AsyncRead + AsyncWrite` stream, and its
+//! two halves ([`Subchannel::into_split`]), which also move data without copying it: a received
+//! record's payload whole ([`SubchannelReader::read_chunk`]), a buffer of ours as one record
+//! ([`SubchannelWriter::write_owned`], or [`SubchannelWriter::reserve`] then
+//! [`SubchannelWriter::send_reserved`] to fill the buffer only once it can be sent).
 //!
 //! Writes take permits from the Dilation's write budget (the bound on unacknowledged bytes), so
 //! a writer waits when the peer is slow to acknowledge. Reads come from a per-subchannel buffer
@@ -178,16 +182,44 @@ impl std::fmt::Debug for FullyClosed {
     }
 }
 
-/// One subchannel stream.
+/// One subchannel stream. [`Subchannel::into_split`] gives its two halves, which also move
+/// data without copying it ([`SubchannelReader::read_chunk`], [`SubchannelWriter::write_owned`]).
 pub struct Subchannel {
-    scid: Scid,
     subprotocol: String,
+    reader: SubchannelReader,
+    writer: SubchannelWriter,
+}
+
+/// The reading half of a [`Subchannel`].
+pub struct SubchannelReader {
+    scid: Scid,
+    shared: Arc<Shared>,
+    commands: mpsc::UnboundedSender<SubCommand>,
+    _dropped: Arc<DropReport>,
+}
+
+/// The writing half of a [`Subchannel`]; dropping it closes the subchannel for writing.
+pub struct SubchannelWriter {
+    scid: Scid,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedSender<SubCommand>,
     budget: PollSemaphore,
     /// (flow control) The send window.
     window: Option<PollSemaphore>,
     write_closed: bool,
+    _dropped: Arc<DropReport>,
+}
+
+/// Tells the task that the application dropped the subchannel, once both halves are gone.
+struct DropReport {
+    scid: Scid,
+    commands: mpsc::UnboundedSender<SubCommand>,
+}
+
+impl Drop for DropReport {
+    fn drop(&mut self) {
+        let _ = self.commands.send(SubCommand::Dropped { scid: self.scid });
+    }
 }
 
 impl Subchannel {
@@ -202,14 +234,27 @@ impl Subchannel {
             .flow
             .as_ref()
             .map(|f| PollSemaphore::new(f.window.clone()));
-        Subchannel {
+        let dropped = Arc::new(DropReport {
             scid,
+            commands: commands.clone(),
+        });
+        Subchannel {
             subprotocol: subprotocol.into(),
-            shared,
-            commands,
-            budget: PollSemaphore::new(budget),
-            window,
-            write_closed: false,
+            reader: SubchannelReader {
+                scid,
+                shared: shared.clone(),
+                commands: commands.clone(),
+                _dropped: dropped.clone(),
+            },
+            writer: SubchannelWriter {
+                scid,
+                shared,
+                commands,
+                budget: PollSemaphore::new(budget),
+                window,
+                write_closed: false,
+                _dropped: dropped,
+            },
         }
     }
 
@@ -217,21 +262,83 @@ impl Subchannel {
     /// (always the case with a Python peer, which does not half-close). It is set before reads see
     /// the end of the stream.
     pub fn fully_closed(&self) -> FullyClosed {
-        FullyClosed(self.shared.clone())
+        FullyClosed(self.reader.shared.clone())
     }
 
     /// The subchannel id (odd: opened by the Leader, even: by the Follower).
     pub fn id(&self) -> Scid {
-        self.scid
+        self.reader.scid
     }
 
     /// The subprotocol name it was opened for.
     pub fn subprotocol(&self) -> &str {
         &self.subprotocol
     }
+
+    /// Its reading and writing halves, each usable from its own task.
+    pub fn into_split(self) -> (SubchannelReader, SubchannelWriter) {
+        (self.reader, self.writer)
+    }
 }
 
-impl AsyncRead for Subchannel {
+impl SubchannelReader {
+    /// The next piece of received data whole, as it arrived (one DATA record, at most
+    /// [`MAX_DATA`] bytes), without copying it; `None` at the end of the stream.
+    pub async fn read_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+        std::future::poll_fn(|cx| self.poll_read_chunk(cx)).await
+    }
+
+    /// See [`SubchannelReader::read_chunk`].
+    pub fn poll_read_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Vec<u8>>>> {
+        let mut i = self.shared.lock();
+        let chunk = match i.chunks.pop_front() {
+            Some(mut chunk) => {
+                let offset = std::mem::take(&mut i.offset);
+                if offset > 0 {
+                    chunk.drain(..offset);
+                }
+                chunk
+            }
+            None if i.eof => return Poll::Ready(Ok(None)),
+            None if i.reset => {
+                return Poll::Ready(Err(session_ended(io::ErrorKind::ConnectionReset)))
+            }
+            None => {
+                i.reader = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+        };
+        self.consumed(&mut i, chunk.len());
+        Poll::Ready(Ok(Some(chunk)))
+    }
+
+    /// Accounts for `n` bytes our reader took out of the buffer: resumes reading the connection
+    /// when the buffer went back under its limit, and credits the peer (flow control).
+    fn consumed(&self, i: &mut Inbound, n: usize) {
+        let was_over = i.bytes > self.shared.limit;
+        i.bytes -= n;
+        if was_over && i.bytes <= self.shared.limit {
+            self.shared.resume.notify_one();
+        }
+        if let Some(flow) = &self.shared.flow {
+            i.consumed += n as u64;
+            if i.consumed - i.credited >= flow.credit_every {
+                i.credited = i.consumed;
+                let total = i.consumed;
+                let _ = self.commands.send(SubCommand::Consumed {
+                    scid: self.scid,
+                    total,
+                });
+            }
+        }
+    }
+}
+
+fn session_ended(kind: io::ErrorKind) -> io::Error {
+    io::Error::new(kind, "the Dilation session ended")
+}
+
+impl AsyncRead for SubchannelReader {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -239,7 +346,6 @@ impl AsyncRead for Subchannel {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let mut i = this.shared.lock();
-        let was_over = i.bytes > this.shared.limit;
         let mut copied = 0;
         while buf.remaining() > 0 {
             let offset = i.offset;
@@ -254,61 +360,34 @@ impl AsyncRead for Subchannel {
                 i.offset += n;
             }
         }
-        i.bytes -= copied;
-        if was_over && i.bytes <= this.shared.limit {
-            this.shared.resume.notify_one();
-        }
-        if let Some(flow) = &this.shared.flow {
-            i.consumed += copied as u64;
-            if i.consumed - i.credited >= flow.credit_every {
-                i.credited = i.consumed;
-                let total = i.consumed;
-                let _ = this.commands.send(SubCommand::Consumed {
-                    scid: this.scid,
-                    total,
-                });
-            }
-        }
+        this.consumed(&mut i, copied);
         if copied > 0 || i.eof {
             return Poll::Ready(Ok(()));
         }
         if i.reset {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                "the Dilation session ended",
-            )));
+            return Poll::Ready(Err(session_ended(io::ErrorKind::ConnectionReset)));
         }
         i.reader = Some(cx.waker().clone());
         Poll::Pending
     }
 }
 
-impl AsyncWrite for Subchannel {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if this.write_closed || this.shared.write_refused.load(Ordering::Relaxed) {
+impl SubchannelWriter {
+    /// Waits until `n` bytes (at most [`MAX_DATA`]) may be sent: the subchannel's window (a slow
+    /// reader at the peer stops this writer only), then the connection's budget; a window permit
+    /// taken is given back while the budget waits.
+    fn poll_reserve(&mut self, cx: &mut Context<'_>, n: usize) -> Poll<io::Result<()>> {
+        if self.write_closed || self.shared.write_refused.load(Ordering::Relaxed) {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "subchannel is closed for writing",
             )));
         }
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
+        if n == 0 {
+            return Poll::Ready(Ok(()));
         }
-        let n = buf.len().min(MAX_DATA);
-        let ended = || {
-            Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the Dilation session ended",
-            )))
-        };
-        // the subchannel's window first (a slow reader at the peer stops this writer only),
-        // then the connection's budget; a window permit taken is given back if the budget waits
-        let window = match this
+        let ended = || Poll::Ready(Err(session_ended(io::ErrorKind::BrokenPipe)));
+        let window = match self
             .window
             .as_mut()
             .map(|w| w.poll_acquire_many(cx, n as u32))
@@ -318,28 +397,92 @@ impl AsyncWrite for Subchannel {
             Some(Poll::Ready(None)) => return ended(),
             Some(Poll::Ready(Some(permit))) => Some(permit),
         };
-        match this.budget.poll_acquire_many(cx, n as u32) {
+        match self.budget.poll_acquire_many(cx, n as u32) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(None) => return ended(),
             Poll::Ready(Some(permit)) => permit.forget(),
         }
-        if let (Some(permit), Some(flow)) = (window, &this.shared.flow) {
+        if let (Some(permit), Some(flow)) = (window, &self.shared.flow) {
             permit.forget();
             flow.counts.lock().unwrap_or_else(|e| e.into_inner()).0 += n as u64;
         }
-        let data = buf[..n].to_vec();
-        if this
-            .commands
-            .send(SubCommand::Data {
-                scid: this.scid,
-                data,
-            })
-            .is_err()
-        {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the Dilation session ended",
-            )));
+        Poll::Ready(Ok(()))
+    }
+
+    /// Hands reserved data to the task.
+    fn send(&self, data: Vec<u8>) -> io::Result<()> {
+        let scid = self.scid;
+        self.commands
+            .send(SubCommand::Data { scid, data })
+            .map_err(|_| session_ended(io::ErrorKind::BrokenPipe))
+    }
+
+    /// Waits until `n` bytes (at most [`MAX_DATA`]) may be sent and takes them: then fill a
+    /// buffer of at most `n` bytes and hand it to [`SubchannelWriter::send_reserved`]. So data
+    /// is read (from a local socket, say) only once it can leave, and many streams waiting to
+    /// send hold no buffers.
+    pub async fn reserve(&mut self, n: usize) -> io::Result<()> {
+        let n = n.min(MAX_DATA);
+        std::future::poll_fn(|cx| self.poll_reserve(cx, n)).await
+    }
+
+    /// Sends `data` (one record, without copying it) after [`SubchannelWriter::reserve`] took
+    /// `reserved` bytes, and gives back what it did not use.
+    pub fn send_reserved(&mut self, mut data: Vec<u8>, reserved: usize) -> io::Result<()> {
+        let reserved = reserved.min(MAX_DATA);
+        data.truncate(reserved);
+        let unused = reserved - data.len();
+        if unused > 0 {
+            self.budget.clone_inner().add_permits(unused);
+            if let Some(flow) = &self.shared.flow {
+                flow.window.add_permits(unused);
+                flow.counts.lock().unwrap_or_else(|e| e.into_inner()).0 -= unused as u64;
+            }
+        }
+        match data.is_empty() {
+            true => Ok(()),
+            false => self.send(data),
+        }
+    }
+
+    /// Writes `data` without copying it (pieces of at most [`MAX_DATA`] bytes, one record each).
+    pub async fn write_owned(&mut self, mut data: Vec<u8>) -> io::Result<()> {
+        while !data.is_empty() {
+            let rest = match data.len() > MAX_DATA {
+                true => data.split_off(MAX_DATA),
+                false => Vec::new(),
+            };
+            let n = data.len();
+            std::future::poll_fn(|cx| self.poll_reserve(cx, n)).await?;
+            self.send(data)?;
+            data = rest;
+        }
+        Ok(())
+    }
+
+    /// Closes the subchannel for writing (a half-close; a full close toward a Python peer).
+    fn close(&mut self) {
+        if !self.write_closed {
+            self.write_closed = true;
+            let _ = self.commands.send(SubCommand::Close { scid: self.scid });
+        }
+    }
+}
+
+impl AsyncWrite for SubchannelWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = buf.len().min(MAX_DATA);
+        match this.poll_reserve(cx, n) {
+            Poll::Ready(Ok(())) => {}
+            other => return other.map(|r| r.map(|()| 0)),
+        }
+        if n > 0 {
+            this.send(buf[..n].to_vec())?;
         }
         Poll::Ready(Ok(n))
     }
@@ -349,20 +492,41 @@ impl AsyncWrite for Subchannel {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.write_closed {
-            this.write_closed = true;
-            let _ = this.commands.send(SubCommand::Close { scid: this.scid });
-        }
+        self.get_mut().close();
         Poll::Ready(Ok(()))
     }
 }
 
-impl Drop for Subchannel {
+impl Drop for SubchannelWriter {
     fn drop(&mut self) {
-        if !self.write_closed {
-            let _ = self.commands.send(SubCommand::Close { scid: self.scid });
-        }
-        let _ = self.commands.send(SubCommand::Dropped { scid: self.scid });
+        self.close();
+    }
+}
+
+impl AsyncRead for Subchannel {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().reader).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Subchannel {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().writer).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().writer).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().writer).poll_shutdown(cx)
     }
 }
