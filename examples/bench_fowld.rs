@@ -70,9 +70,20 @@ impl Daemon {
         }
     }
 
-    /// Reads stdout in the background so a chatty daemon never blocks on it.
-    fn drain(mut self) -> Child {
-        tokio::spawn(async move { while let Ok(Some(_)) = self.lines.next_line().await {} });
+    /// Reads stdout in the background so a chatty daemon never blocks on it; the first streams
+    /// lost and errors go to stderr.
+    fn drain(self) -> Child {
+        let (id, mut lines) = (self.child.id().unwrap_or(0), self.lines);
+        tokio::spawn(async move {
+            let mut shown = 0;
+            while let Ok(Some(line)) = lines.next_line().await {
+                let bad = line.contains("-lost\"") || line.contains("\"kind\":\"error\"");
+                if bad && shown < 10 {
+                    shown += 1;
+                    eprintln!("daemon {id}: {line}");
+                }
+            }
+        });
         self.child
     }
 }
@@ -105,7 +116,13 @@ async fn concurrent(port: u16, count: usize, limit: Duration) -> String {
                     got += n;
                 }
                 drop(writer.await??);
-                Ok::<bool, std::io::Error>(intact && got == SIZE)
+                match (intact, got) {
+                    (true, SIZE) => Ok(()),
+                    (true, n) => Err(std::io::Error::other(format!(
+                        "stream {i}: {n} of {SIZE} bytes came back"
+                    ))),
+                    (false, _) => Err(std::io::Error::other(format!("stream {i}: bytes differed"))),
+                }
             })
         })
         .collect();
@@ -113,10 +130,7 @@ async fn concurrent(port: u16, count: usize, limit: Duration) -> String {
     let all = async {
         for t in tasks {
             match t.await {
-                Ok(Ok(true)) => ok += 1,
-                Ok(Ok(false)) => {
-                    first_error.get_or_insert_with(|| "data differed".to_string());
-                }
+                Ok(Ok(())) => ok += 1,
                 Ok(Err(e)) => {
                     first_error.get_or_insert_with(|| e.to_string());
                 }
@@ -208,8 +222,16 @@ fn peak_rss_mib(pid: u32) -> f64 {
     status_kib(pid, "VmHWM:") / 1024.0
 }
 
+/// A loopback listener whose queue takes a burst of 1000 connects: with the usual 1024 the
+/// queue overflowed now and then (`nstat`: ListenOverflows) and a few connections were reset.
+fn burst_listener() -> anyhow::Result<TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(([127, 0, 0, 1], 0).into())?;
+    Ok(socket.listen(4096)?)
+}
+
 async fn echo_server() -> anyhow::Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").await?;
+    let l = burst_listener()?;
     let port = l.local_addr()?.port();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
@@ -225,7 +247,7 @@ async fn echo_server() -> anyhow::Result<u16> {
 
 /// A sink that reports how many bytes each connection delivered.
 async fn sink_server() -> anyhow::Result<(u16, tokio::sync::mpsc::UnboundedReceiver<usize>)> {
-    let l = TcpListener::bind("127.0.0.1:0").await?;
+    let l = burst_listener()?;
     let port = l.local_addr()?.port();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {

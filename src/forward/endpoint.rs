@@ -103,7 +103,8 @@ impl AsyncWrite for LocalWriter {
 }
 
 /// Backlog of our listeners: a burst of clients connecting at once is queued, not reset.
-const BACKLOG: i32 = 1024;
+/// (Linux caps it at `net.core.somaxconn`, 4096 by default.)
+const BACKLOG: i32 = 4096;
 
 /// An open listener. A unix socket file we created is removed when it is dropped.
 pub enum Listener {
