@@ -361,7 +361,9 @@ async fn run(
         // idle first: the concurrent streams leave freed memory that RSS would count
         let idle = idle_streams(ports[3], 10_000, (pa, pb)).await?;
         let many = concurrent(ports[2], 1000, Duration::from_secs(60)).await;
-        figures.scale = Some(format!("1000 concurrent streams of 1 MiB: {many}; {idle}"));
+        figures.scale = Some(format!(
+            "(rust, direct) 1000 concurrent streams of 1 MiB: {many}; {idle}"
+        ));
     }
     Ok(figures)
 }
@@ -500,7 +502,11 @@ async fn run_floor(bulk_mib: usize, rounds: usize) -> anyhow::Result<Figures> {
     }
     let pids = Some((procs[0].0.id().unwrap_or(0), procs[0].1.id().unwrap_or(0)));
     let ports = [entries[0], entries[1], entries[1]];
-    measure("floor", &ports, pids, &mut sunk, f64::NAN, bulk_mib, rounds).await
+    let mut figures = measure("floor", &ports, pids, &mut sunk, f64::NAN, bulk_mib, rounds).await?;
+    // the same 1000 streams as our pair's scale figure: what this machine allows
+    let many = concurrent(entries[1], 1000, Duration::from_secs(60)).await;
+    figures.scale = Some(format!("(floor) 1000 concurrent streams of 1 MiB: {many}"));
+    Ok(figures)
 }
 
 /// Raw loopback: the load straight into the sink and the echo server.
@@ -545,8 +551,9 @@ async fn bench(args: Vec<String>) -> anyhow::Result<()> {
             Err(e) => println!("| raw loopback | direct | failed: {e:#} | | | | | | |"),
         }
         match run_floor(1024, 2000).await {
-            Ok(f) => {
+            Ok(mut f) => {
                 print_row("floor (seal/open proxies)", "direct", 1024, &f, None);
+                scales.extend(f.scale.take());
                 floor = Some(f);
             }
             Err(e) => println!("| floor | direct | failed: {e:#} | | | | | | |"),
@@ -602,7 +609,7 @@ async fn bench(args: Vec<String>) -> anyhow::Result<()> {
         }
     }
     for scale in scales {
-        println!("\nScale (rust, direct): {scale}");
+        println!("\nScale {scale}");
     }
     Ok(())
 }
@@ -706,7 +713,11 @@ mod floor {
     /// Serves forever: `seal` takes plaintext connections and forwards them sealed to port
     /// `target`; `open` takes sealed ones and forwards them opened. Prints its port first.
     pub fn serve(role: &str, target: u16) -> anyhow::Result<()> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        // a queue for a burst of 1000 connects (std's bind queues 128)
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        socket.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+        socket.listen(4096)?;
+        let listener: TcpListener = socket.into();
         println!("{}", listener.local_addr()?.port());
         std::io::stdout().flush()?;
         for incoming in listener.incoming() {

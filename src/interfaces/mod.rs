@@ -8,9 +8,10 @@ pub mod server;
 /// Keeps glibc's malloc from handing memory back to the kernel after every record: a forwarded
 /// stream allocates and frees 64 KiB buffers one after the other, and with glibc's defaults
 /// (a trim threshold that follows the largest freed block) each free trimmed the heap with
-/// `madvise` and the next allocation faulted the pages in again, zeroed. That was a third of
-/// the daemons' CPU per GB beyond the floor (`scripts/bench.sh bench_fowld`, README). Up to
-/// [`KEPT_FREE`] stays mapped per arena. Call it first thing in `main`, before any thread starts.
+/// `madvise` and the next allocation faulted the pages in again, zeroed: the largest single
+/// cost beyond the floor (5.4 -> 3.5 CPU-seconds per GB for the pair, `scripts/bench.sh
+/// bench_fowld`, README). Up to [`KEPT_FREE`] stays mapped per arena. Call it first thing in
+/// `main`, before any thread starts.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets malloc's parameters; called before other threads exist.
@@ -25,8 +26,9 @@ pub fn tune_allocator() {
 pub const KEPT_FREE: usize = 1 << 20;
 
 /// Raises this process's limit on open files to its hard limit: every forwarded stream holds a
-/// local socket, and the usual soft limit of 1024 would refuse streams long before [`DilationConfig::max_subchannels`](crate::dilation::DilationConfig)
-/// does. Returns the limit now in force, `None` if it could not be read.
+/// local socket, and the usual soft limit of 1024 would refuse streams long before
+/// [`max_subchannels`](crate::dilation::DilationConfig::max_subchannels) does. Returns the
+/// limit now in force, `None` if it could not be read.
 pub fn raise_open_files_limit() -> Option<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,

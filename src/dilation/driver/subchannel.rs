@@ -276,6 +276,22 @@ impl Subchannel {
     }
 
     /// Its reading and writing halves, each usable from its own task.
+    ///
+    /// ```no_run
+    /// # async fn demo(sub: fowl::dilation::Subchannel) -> std::io::Result<()> {
+    /// use tokio::io::AsyncWriteExt;
+    ///
+    /// let (mut reader, mut writer) = sub.into_split();
+    /// // our buffer becomes the record: no copy
+    /// writer.write_owned(b"hello".to_vec()).await?;
+    /// writer.shutdown().await?;
+    /// // each received record whole, as it arrived
+    /// while let Some(chunk) = reader.read_chunk().await? {
+    ///     println!("{} bytes", chunk.len());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn into_split(self) -> (SubchannelReader, SubchannelWriter) {
         (self.reader, self.writer)
     }
