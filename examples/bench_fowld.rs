@@ -129,15 +129,15 @@ async fn concurrent(port: u16, count: usize, limit: Duration) -> String {
     let (mut ok, mut first_error) = (0, None);
     let all = async {
         for t in tasks {
-            match t.await {
-                Ok(Ok(())) => ok += 1,
-                Ok(Err(e)) => {
-                    first_error.get_or_insert_with(|| e.to_string());
+            let error = match t.await {
+                Ok(Ok(())) => {
+                    ok += 1;
+                    continue;
                 }
-                Err(e) => {
-                    first_error.get_or_insert_with(|| e.to_string());
-                }
-            }
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            first_error.get_or_insert(error);
         }
     };
     let finished = tokio::time::timeout(limit, all).await.is_ok();

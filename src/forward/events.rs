@@ -340,8 +340,8 @@ impl EventQueue {
     }
 
     /// Takes everything queued, waiting up to `wait` for something to arrive (byte counts alone
-    /// are held until `COUNT_INTERVAL` (50 ms) after the last ones were taken, within `wait`). An empty
-    /// result after [`close`](Self::close) means the end.
+    /// are held until `COUNT_INTERVAL`, 50 ms, after the last ones were taken, within `wait`).
+    /// An empty result after [`close`](Self::close) means the end.
     pub fn drain(&self, wait: Duration) -> Vec<Event> {
         self.drain_at(wait, Instant::now)
     }
@@ -497,9 +497,8 @@ mod tests {
                 q.push(Event::IncomingDone { id: 1 });
             })
         };
-        let got = q.drain(Duration::from_secs(30));
+        let mut got = q.drain(Duration::from_secs(30));
         pusher.join().unwrap();
-        let mut got = got;
         if got.len() == 1 {
             // the consumer took the count when its interval ended, before the push
             got.extend(q.drain(Duration::from_secs(30)));

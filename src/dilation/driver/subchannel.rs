@@ -468,8 +468,7 @@ impl SubchannelWriter {
                 true => data.split_off(MAX_DATA),
                 false => Vec::new(),
             };
-            let n = data.len();
-            std::future::poll_fn(|cx| self.poll_reserve(cx, n)).await?;
+            self.reserve(data.len()).await?;
             self.send(data)?;
             data = rest;
         }
